@@ -1,0 +1,33 @@
+"""Options shared by several commands, and the console they report on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from oxa.records import Fields
+
+console = Console(stderr=True, highlight=False)
+
+ConfigOpt = Annotated[
+    Optional[Path], typer.Option("--config", "-c", help="YAML file with this stage's settings; flags override it.")
+]
+SkipBadOpt = Annotated[
+    bool, typer.Option("--skip-bad", help="Skip malformed lines and records lacking fields, and count them.")
+]
+IdFieldOpt = Annotated[str, typer.Option("--id-field", help="Record field holding the id.")]
+QueryFieldOpt = Annotated[str, typer.Option("--query-field", help="Record field holding the query.")]
+ResponseFieldOpt = Annotated[str, typer.Option("--response-field", help="Record field holding the response.")]
+AnswerFieldOpt = Annotated[str, typer.Option("--answer-field", help="Record field holding the gold answer.")]
+
+
+def field_flags(id_field: str, query_field: str, response_field: str, answer_field: str) -> dict[str, str]:
+    """The four field flags as dotted settings for :func:`oxa.config.resolve` (``fields.query`` ...)."""
+    return {"fields.id": id_field, "fields.query": query_field, "fields.response": response_field,
+            "fields.answer": answer_field}
+
+
+DEFAULT_FIELDS = Fields()

@@ -1,0 +1,7 @@
+"""`oxa train`: being written (see the issue tracker)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

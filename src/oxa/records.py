@@ -1,0 +1,60 @@
+"""Field names of a record, overridable per run, and field access that fails with a clear message."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from oxa.errors import RecordError
+
+
+class Fields(BaseModel):
+    """Which keys of a record hold the id, the query, the response and the gold answer.
+
+    Defaults are ``id``, ``query``, ``response``, ``answer``; every command takes ``--id-field``,
+    ``--query-field``, ``--response-field`` and ``--answer-field`` to read other data unchanged.
+    Output records keep all input fields and add their own (``correct``, ``ppl``, ...).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = "id"
+    query: str = "query"
+    response: str = "response"
+    answer: str = "answer"
+
+
+def get_field(record: dict, name: str, *, where: str, allow_none: bool = False) -> Any:
+    """``record[name]``, or a :class:`RecordError` naming ``where`` (file and line), the field and the fields that exist."""
+    if name not in record or (record[name] is None and not allow_none):
+        have = ", ".join(sorted(map(str, record))) or "none"
+        state = "is missing" if name not in record else "is null"
+        raise RecordError(
+            f"{where}: field {name!r} {state} (fields present: {have}); "
+            "point to another field with --id-field/--query-field/--response-field/--answer-field"
+        )
+    return record[name]
+
+
+def get_text(record: dict, name: str, *, where: str) -> str:
+    """A text field; numbers are accepted and converted, anything else is an error."""
+    value = get_field(record, name, where=where)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise RecordError(f"{where}: field {name!r} must be text, got {type(value).__name__}")
+    return value if isinstance(value, str) else str(value)
+
+
+def finite_float(value: Any) -> float | None:
+    """A float if ``value`` is a finite number, else None (missing, null, NaN, inf, or not a number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def record_id(record: dict, fields: Fields, index: int) -> str:
+    """The record's id, or its 0-based position in the input when the data has no id field."""
+    value = record.get(fields.id)
+    return str(value) if value is not None else str(index)
