@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from rich.console import Console
 
@@ -28,19 +27,12 @@ for module in (verify, score, select, synth, demo, train, generate, distill, eva
 
 
 def main(argv: list[str] | None = None) -> None:
-    err = Console(stderr=True)
+    """Run the CLI; typer reports usage errors itself, and an :class:`OxaError` becomes one line, exit 2."""
     try:
-        code = app(args=argv, standalone_mode=False)
+        app(args=argv)
     except OxaError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err.print("[yellow]interrupted[/]: finished work is kept; re-run the same command to resume")
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

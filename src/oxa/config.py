@@ -7,10 +7,10 @@ file and the key, so a typo in a config never silently falls back to a default.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any, TypeVar
 
-import click
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -64,7 +64,7 @@ def resolve(cls: type[C], config: Path | None, flags: dict[str, Any], *, section
         if section is not None:
             data = data.get(section, {}) or {}
         source = str(config)
-    ctx = click.get_current_context(silent=True)
+    ctx = _current_context()
     for name, value in flags.items():
         param = name.replace(".", "_")
         given = True
@@ -77,6 +77,18 @@ def resolve(cls: type[C], config: Path | None, flags: dict[str, Any], *, section
             continue
         _set_dotted(data, name, value)
     return validate(cls, data, source=source)
+
+
+def _current_context():
+    """The running command's context (typer vendors its own click), or None outside a command."""
+    for module in ("typer._click.globals", "click.globals"):
+        try:
+            ctx = importlib.import_module(module).get_current_context(silent=True)
+        except ImportError:
+            continue
+        if ctx is not None:
+            return ctx
+    return None
 
 
 def _set_dotted(data: dict[str, Any], name: str, value: Any) -> None:
