@@ -1,0 +1,225 @@
+"""Token losses of OXA computed from hidden states in chunks: CE, unlikelihood, generalized CE, entropy.
+
+The objective of the OXA paper (section 3.2) is ``L = L_CE + alpha * L_UL`` where, for a token ``y`` with
+logits ``z`` and ``p = softmax(z)``:
+
+* cross-entropy          ``ce(y)  = lse(z) - z_y``                      grad wrt z: ``p - onehot(y)``
+* unlikelihood           ``ul(y)  = -log(1 - p_y) = lse(z) - lse(z_{-y})``  grad wrt z: ``p - q``
+
+where ``lse(z_{-y})`` is the log-sum-exp of every logit except ``y`` and ``q = softmax(z_{-y})`` (with
+``q_y = 0``) is the distribution renormalised without ``y``. Written this way the UL loss needs no clamp
+and stays exact as ``p_y -> 1`` (``1 - p_y`` is never formed). Its gradient with respect to the logits
+stays bounded too: ``p_y`` on the target and ``-p_y * q_j`` elsewhere (appendix A.1's ``-p_j p_y/(1-p_y)``,
+since ``q_j = p_j/(1-p_y)``); each entry is at most 1 in magnitude and the L1 norm at most 2. What grows
+like ``1/(1-p_y)`` is the gradient with respect to the *probability*, and the loss value itself, which
+is why alpha is small. (A clamp ``p <= 1 - 1e-6`` as in the reference code instead zeroes the gradient of
+exactly the most confident errors.)
+
+* generalized CE (the "Diversity or Precision" objective, arXiv 2512.22955; our reading of its abstract):
+  next-token prediction as a one-step policy gradient with stop-gradient coefficients ``c``:
+  ``gce = -sum_j c_j log p_j`` with ``c_y = p_y^(1 - (1 - p_y)^beta)`` (positive reward scaling) and
+  ``c_j = lambda_j * p_j`` for ``j != y`` (on-policy weight times the reward of a wrong token), with
+  ``lambda_j = lambda_top`` when ``j`` is among the ``top_k`` logits and ``lambda_tail`` otherwise.
+  Its gradient is ``(sum_j c_j) p - c``. ``beta = lambda_top = lambda_tail = 0`` gives ``c = onehot(y)``:
+  plain CE, exactly.
+
+The full ``[tokens x vocabulary]`` fp32 logits of a long batch are tens of GB (32k tokens x 152k vocab =
+20 GB), so :func:`fused_token_losses` walks over the tokens in chunks: per chunk it forms the logits, the
+per-token loss and entropy, and -- because the loss is a fixed weighted sum of token losses -- also the
+gradient with respect to the logits, which it immediately turns into gradients for the hidden states
+and the output projection. Nothing of size ``tokens x vocabulary`` outlives a chunk and nothing is
+recomputed in backward (which only scales the stored gradients by the incoming scalar).
+
+This module imports only torch, so it can be copied into any trainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+IGNORE, CE, UL = -1, 0, 1
+"""Token kinds: not trained on, pushed up with (generalized) cross-entropy, pushed down with unlikelihood."""
+
+CHUNK_ELEMENTS = 1 << 24
+"""Default chunk: about 16M logits (64 MB in fp32) per chunk, i.e. 110 tokens of a 152k vocabulary."""
+
+
+@dataclass(frozen=True)
+class GeneralizedCE:
+    """Settings of the generalized cross-entropy; all zero (the default) is plain CE."""
+
+    beta: float = 0.0
+    lambda_top: float = 0.0
+    lambda_tail: float = 0.0
+    top_k: int = 100
+
+    @property
+    def is_plain_ce(self) -> bool:
+        return self.beta == 0.0 and self.lambda_top == 0.0 and self.lambda_tail == 0.0
+
+
+class TokenLosses(NamedTuple):
+    loss: torch.Tensor  # scalar sum_t weight_t * loss_t; the only differentiable output
+    token_loss: torch.Tensor  # [N] fp32 per-token loss (CE, GCE or UL by kind; 0 where ignored)
+    entropy: torch.Tensor  # [N] fp32 entropy of the predictive distribution at each token
+
+
+def chunk_losses(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    kinds: torch.Tensor,
+    weights: torch.Tensor,
+    gce: GeneralizedCE | None = None,
+    *,
+    with_grad: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Per-token loss, entropy and ``d(sum_t weight_t loss_t)/d logits`` for fp32 ``logits`` [n, V].
+
+    The gradient is written into the softmax buffer in place, so one chunk needs about two (three with
+    UL rows) ``n x V`` buffers. ``logits`` is shifted in place by its row maximum (every quantity here is
+    shift-invariant, and fp32 sums of ``p * z`` are more accurate near zero).
+    """
+    logits.sub_(logits.amax(dim=-1, keepdim=True))
+    lse = torch.logsumexp(logits, dim=-1)
+    p = torch.exp(logits - lse[:, None])
+    entropy = lse - torch.einsum("nv,nv->n", p, logits)
+    z_y = logits.gather(1, targets[:, None]).squeeze(1)
+    loss = torch.zeros_like(lse)
+    is_ce, is_ul = kinds == CE, kinds == UL
+
+    if is_ul.any():
+        rows = is_ul.nonzero().squeeze(1)
+        others = logits[rows].scatter_(1, targets[rows, None], float("-inf"))  # z without the target
+        lse_others = torch.logsumexp(others, dim=-1)
+        loss[rows] = lse[rows] - lse_others
+        if with_grad:
+            q = torch.exp(others - lse_others[:, None])  # softmax without the target, q_y = 0
+            p[rows] -= q
+
+    if is_ce.any():
+        rows = is_ce.nonzero().squeeze(1)
+        if gce is None or gce.is_plain_ce:
+            loss[rows] = lse[rows] - z_y[rows]
+            if with_grad:
+                p[rows, targets[rows]] -= 1.0
+        else:
+            c = _gce_coefficients(logits[rows], p[rows], targets[rows], lse[rows], z_y[rows], gce)
+            total = c.sum(-1)
+            loss[rows] = total * lse[rows] - torch.einsum("nv,nv->n", c, logits[rows])
+            if with_grad:
+                p[rows] = total[:, None] * p[rows] - c
+
+    if not with_grad:
+        return loss, entropy, None
+    p[~(is_ce | is_ul)] = 0.0
+    p.mul_(weights[:, None].to(p.dtype))
+    return loss, entropy, p
+
+
+def _gce_coefficients(z, p, y, lse, z_y, gce: GeneralizedCE) -> torch.Tensor:
+    """Stop-gradient coefficients ``c`` of ``-sum_j c_j log p_j`` (see the module docstring)."""
+    log_py = z_y - lse
+    one_minus = (-torch.expm1(log_py)).clamp_min(torch.finfo(z.dtype).tiny)
+    w = torch.exp((1.0 - one_minus.pow(gce.beta)) * log_py)  # p_y^(1-(1-p_y)^beta), 1 at beta = 0
+    lam = torch.full_like(z, gce.lambda_tail)
+    if gce.top_k > 0 and gce.lambda_top != gce.lambda_tail:
+        top = z.topk(min(gce.top_k, z.shape[-1]), dim=-1).indices
+        lam.scatter_(1, top, gce.lambda_top)
+    c = lam.mul_(p)
+    c.scatter_(1, y[:, None], w[:, None])
+    return c
+
+
+class _FusedTokenLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, kinds, weights, gce, chunk_size):
+        n = hidden.shape[0]
+        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        with_grad = want_h or want_w
+        token_loss = torch.zeros(n, dtype=torch.float32, device=hidden.device)
+        entropy = torch.zeros_like(token_loss)
+        grad_h = torch.zeros_like(hidden) if want_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
+        for start in range(0, n, chunk_size):
+            sl = slice(start, min(start + chunk_size, n))
+            h = hidden[sl]
+            logits = (h @ weight.T).float()
+            loss, ent, dlogits = chunk_losses(logits, targets[sl], kinds[sl], weights[sl], gce, with_grad=with_grad)
+            del logits
+            token_loss[sl], entropy[sl] = loss, ent
+            if with_grad:
+                dlogits = dlogits.to(weight.dtype)
+                if want_h:
+                    grad_h[sl] = dlogits @ weight
+                if want_w:
+                    grad_w += (dlogits.T @ h).float() if weight.dtype != torch.float32 else dlogits.T @ h
+        total = (token_loss * weights.float()).sum()
+        if grad_w is not None and weight.dtype != torch.float32:
+            grad_w = grad_w.to(weight.dtype)
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.mark_non_differentiable(token_loss, entropy)
+        return total, token_loss, entropy
+
+    @staticmethod
+    def backward(ctx, g_total, _g_loss, _g_entropy):
+        grad_h, grad_w = ctx.saved_tensors
+        scale_needed = not bool(torch.all(g_total == 1.0))
+        if scale_needed:  # in place: a second buffer the size of the output projection is what we avoid
+            grad_h = grad_h.mul_(g_total.to(grad_h.dtype)) if grad_h is not None else None
+            grad_w = grad_w.mul_(g_total.to(grad_w.dtype)) if grad_w is not None else None
+        return grad_h, grad_w, None, None, None, None, None
+
+
+def fused_token_losses(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    kinds: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    gce: GeneralizedCE | None = None,
+    chunk_size: int | None = None,
+) -> TokenLosses:
+    """``sum_t weights[t] * loss_t`` over tokens whose logits are ``hidden @ weight.T``, never all at once.
+
+    ``hidden`` [N, H] are the final hidden states of the predicting positions, ``weight`` [V, H] the output
+    projection (``model.get_output_embeddings().weight``), ``targets`` [N] the token ids, ``kinds`` [N] one
+    of :data:`CE`, :data:`UL`, :data:`IGNORE` per token, ``weights`` [N] each token's coefficient in the
+    total (normalisation and alpha, see :func:`token_weights`). ``chunk_size`` tokens are processed at a
+    time (default: about :data:`CHUNK_ELEMENTS` logits per chunk). The backward pass may be run once.
+    """
+    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
+        raise ValueError(f"hidden [N, H] and weight [V, H] expected, got {tuple(hidden.shape)} and {tuple(weight.shape)}")
+    n = hidden.shape[0]
+    if not (targets.shape == kinds.shape == weights.shape == (n,)):
+        raise ValueError("targets, kinds and weights must each hold one entry per hidden state")
+    chunk = chunk_size or max(1, CHUNK_ELEMENTS // weight.shape[0])
+    total, token_loss, entropy = _FusedTokenLoss.apply(hidden, weight, targets, kinds, weights, gce, chunk)
+    return TokenLosses(total, token_loss, entropy)
+
+
+def token_weights(
+    kinds: torch.Tensor,
+    row_norm: torch.Tensor,
+    *,
+    alpha: float,
+    per_sequence: bool = True,
+) -> torch.Tensor:
+    """Each token's coefficient in ``L = L_CE + alpha * L_UL`` for a padded batch ``kinds`` [B, T].
+
+    ``row_norm`` [B] is what one row counts in its loss over the whole optimizer step: ``1/M`` for the
+    paper's per-sequence mean (M sequences of that type in the step; each row's tokens then share it
+    equally), or ``1/K`` for a global token mean (K tokens of that type in the step; every token gets it).
+    Summed over all micro-batches and processes of a step, the weighted token losses give exactly
+    ``mean_seq mean_tok ce + alpha * mean_seq mean_tok ul`` (or the token-mean version).
+    """
+    counted = kinds != IGNORE
+    norm = row_norm[:, None].expand_as(kinds).to(torch.float32)
+    if per_sequence:
+        n_tok = counted.sum(1, keepdim=True).clamp_min(1)
+        norm = norm / n_tok
+    coef = torch.where(kinds == UL, torch.full_like(norm, alpha), torch.ones_like(norm))
+    return torch.where(counted, norm * coef, torch.zeros_like(norm))
