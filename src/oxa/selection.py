@@ -1,0 +1,614 @@
+"""Choosing training subsets by perplexity: Gaussian-guided sampling (Algorithm 1) and its baselines.
+
+Every method reads the same four columns from the records - PPL, the group key (one query), the
+response length and the verifier's ``correct`` flag - and reduces to one rule: walk the candidates in
+a method-specific order and keep each one unless its query already has ``max_per_query`` selections,
+until ``n`` are kept. The walk is vectorised: the k-th appearance of a query in the order is kept iff
+k < cap, which is what the per-record loop of the reference code decides one record at a time.
+
+- ``gaussian`` (OXA_MLE): PPL bins of width ``w`` over ``[ppl_min, ppl_max]``; bin i gets
+  ``T_i = floor(N p_i)`` (+1 for the largest remainders) with ``p_i`` the normal density at the bin
+  centre normalised over the bins; bins are walked low to high PPL, longest responses first, and the
+  per-query count is global across bins, exactly as Algorithm 1.
+- ``lowest`` (SFT_LP), ``highest``, ``random`` (SFT), ``interval`` (PPL in [a, b], random order).
+- ``errors`` (the UL set of OXA_Full): the lowest-PPL *incorrect* samples with PPL >= ``min_ppl``.
+
+The CE methods keep only records the verifier marked ``correct == True`` when that field exists;
+``errors`` keeps only ``correct == False``. Records without a finite PPL are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from oxa.config import StageConfig
+from oxa.errors import OxaError, RecordError
+from oxa.records import Fields
+
+Method = Literal["gaussian", "lowest", "highest", "random", "interval", "errors"]
+CE_METHODS = ("gaussian", "lowest", "highest", "random", "interval")
+METHODS = (*CE_METHODS, "errors")
+
+EDGE_TOLERANCE = 1e-9
+"""In units of bins: a PPL within this of a bin's lower edge belongs to that bin (2.5 at width 0.05
+is bin 30 even though (2.5 - 1.0) / 0.05 may round below 30); the reference code adds the same 1e-9."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Columns
+
+
+@dataclass
+class Columns:
+    """The per-record values selection needs, as arrays aligned with the input records."""
+
+    ppl: np.ndarray  # float64, NaN where missing / null / NaN / inf
+    group: np.ndarray  # int64 code of the group key (the query)
+    correct: np.ndarray | None  # int8: 1 correct, 0 incorrect, -1 not verified; None when no record has the field
+    length: np.ndarray | None = None  # float64 response length (tokens when known), for ``gaussian``
+
+
+_NUMBER = (int, float)
+
+
+def _where(source: str, i: int) -> str:
+    return f"{source}: record {i + 1}"
+
+
+def _check_types(values: list, allowed: tuple[type, ...], name: str, source: str, what: str) -> None:
+    """Raise on the first value whose type is not allowed (bool is never a number)."""
+    if set(map(type, values)) <= set(allowed):
+        return
+    for i, v in enumerate(values):
+        if type(v) not in allowed:
+            raise RecordError(f"{_where(source, i)}: field {name!r} must be {what}, got {type(v).__name__} {v!r:.60}")
+
+
+def extract_columns(
+    records: Sequence[dict],
+    *,
+    ppl_field: str = "ppl",
+    group_field: str = "query",
+    correct_field: str = "correct",
+    length_field: str | None = None,
+    response_field: str = "response",
+    source: str = "records",
+) -> Columns:
+    """Pull the selection columns out of ``records``; a wrong type is an error naming record and field.
+
+    A missing, null, NaN or infinite PPL becomes NaN (dropped and counted later), but a PPL field absent
+    from every record is an error: the input was most likely not scored. With ``length_field`` the length
+    is that field where present, else the length of the response text in characters.
+    """
+    n = len(records)
+    raw = [r.get(ppl_field) for r in records]
+    _check_types(raw, (float, int, type(None)), ppl_field, source, "a number or null")
+    if n and all(v is None for v in raw) and not any(ppl_field in r for r in records):
+        have = ", ".join(sorted(map(str, records[0]))) or "none"
+        raise RecordError(
+            f"{source}: no record has the PPL field {ppl_field!r} (fields present: {have}); "
+            "score the data first (oxa score) or name the field with --ppl-field"
+        )
+    ppl = np.array(raw, dtype=np.float64).reshape(n)  # None -> NaN
+    ppl[~np.isfinite(ppl)] = np.nan
+
+    codes: dict[Any, int] = {}
+    group = np.empty(n, dtype=np.int64)
+    for i, r in enumerate(records):
+        key = r.get(group_field)
+        if key is None:
+            have = ", ".join(sorted(map(str, r))) or "none"
+            raise RecordError(
+                f"{_where(source, i)}: group field {group_field!r} is missing or null (fields present: {have}); "
+                "choose the field that identifies the query with --group-field"
+            )
+        try:
+            group[i] = codes.setdefault(key, len(codes))
+        except TypeError:
+            raise RecordError(
+                f"{_where(source, i)}: group field {group_field!r} must be text or a number, got {type(key).__name__}"
+            ) from None
+
+    correct = None
+    flags = [r.get(correct_field) for r in records]
+    if any(f is not None for f in flags):
+        _check_types(flags, (bool, type(None)), correct_field, source, "true, false or null")
+        correct = np.array([-1 if f is None else int(f) for f in flags], dtype=np.int8)
+
+    length = None
+    if length_field is not None:
+        lengths = [r.get(length_field) for r in records]
+        _check_types(lengths, (int, float, type(None)), length_field, source, "a number or null")
+        length = np.array(lengths, dtype=np.float64).reshape(n)  # None -> NaN: use the text's length instead
+        for i in np.flatnonzero(~np.isfinite(length)):
+            text = records[i].get(response_field)
+            if not isinstance(text, str):
+                raise RecordError(
+                    f"{_where(source, i)}: neither a length field {length_field!r} nor a text response field "
+                    f"{response_field!r}; the gaussian method ranks responses by length"
+                )
+            length[i] = len(text)
+    return Columns(ppl=ppl, group=group, correct=correct, length=length)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bins and the Gaussian target
+
+
+@dataclass(frozen=True)
+class Binning:
+    """Equal-width PPL bins over ``[lo, hi]``: M = ceil((hi - lo) / width) bins, ``hi`` in the last one."""
+
+    lo: float
+    hi: float
+    width: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lo) and math.isfinite(self.hi) and self.hi > self.lo):
+            raise OxaError(f"PPL range must satisfy min < max, got [{self.lo}, {self.hi}]")
+        if not (self.width > 0 and math.isfinite(self.width)):
+            raise OxaError(f"bin width must be positive, got {self.width}")
+
+    @property
+    def n_bins(self) -> int:
+        return max(1, math.ceil((self.hi - self.lo) / self.width - EDGE_TOLERANCE))
+
+    @property
+    def edges(self) -> np.ndarray:
+        return self.lo + self.width * np.arange(self.n_bins + 1)
+
+    @property
+    def centres(self) -> list[float]:
+        return [self.lo + (i + 0.5) * self.width for i in range(self.n_bins)]
+
+    def index(self, ppl: np.ndarray) -> np.ndarray:
+        """Bin of each PPL: floor((ppl - lo) / width) up to the edge tolerance; -1 outside [lo, hi] or NaN."""
+        inside = (ppl >= self.lo) & (ppl <= self.hi)  # NaN compares False
+        scaled = np.where(inside, (ppl - self.lo) / self.width, 0.0)
+        idx = np.minimum(np.floor(scaled + EDGE_TOLERANCE).astype(np.int64), self.n_bins - 1)
+        return np.where(inside, idx, -1)
+
+    def counts(self, ppl: np.ndarray) -> np.ndarray:
+        idx = self.index(ppl)
+        return np.bincount(idx[idx >= 0], minlength=self.n_bins)
+
+
+def gaussian_targets(n: int, binning: Binning, *, mu: float, sigma: float) -> np.ndarray:
+    """Per-bin targets summing to ``n``: floor(n * d_i / sum d), remainders +1 to the largest fractions.
+
+    d_i is the normal density at bin centre i. Computed in plain Python floats in the reference code's
+    order of operations, so ties between mirror-image bins break the same way (lower bin first).
+    """
+    if not sigma > 0:
+        raise OxaError(f"sigma must be positive, got {sigma}")
+    if n < 0:
+        raise OxaError(f"n must be >= 0, got {n}")
+    density = [(1.0 / (sigma * math.sqrt(2 * math.pi))) * math.exp(-0.5 * ((x - mu) / sigma) ** 2)
+               for x in binning.centres]
+    total = sum(density)
+    if total == 0:
+        raise OxaError(f"the Gaussian (mu={mu}, sigma={sigma}) has no mass in [{binning.lo}, {binning.hi}]")
+    desired = [d / total * n for d in density]
+    targets = [math.floor(x) for x in desired]
+    by_fraction = sorted(range(len(desired)), key=lambda i: desired[i] - math.floor(desired[i]), reverse=True)
+    for i in by_fraction[: n - sum(targets)]:
+        targets[i] += 1
+    return np.array(targets, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The capped walk
+
+
+def occurrence_rank(keys: np.ndarray) -> np.ndarray:
+    """For each position, how many earlier positions hold the same key (0 for a key's first appearance)."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    pos = np.arange(len(keys))
+    starts = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]] if len(keys) else np.zeros(0, bool)
+    first = np.maximum.accumulate(np.where(starts, pos, 0)) if len(keys) else pos
+    rank = np.empty_like(pos)
+    rank[order] = pos - first
+    return rank
+
+
+def take_capped(order: np.ndarray, group: np.ndarray, room: np.ndarray | int, n: int) -> tuple[np.ndarray, int]:
+    """Walk ``order`` and keep a record unless its group has no room left, until ``n`` are kept.
+
+    ``room`` is how many more each group may take (an int for all, or an array indexed by group code).
+    Returns the kept indices (in walk order) and how many were passed over for the cap before the walk
+    stopped.
+    """
+    g = group[order]
+    room_here = room if np.isscalar(room) else room[g]
+    ok = occurrence_rank(g) < room_here
+    kept_pos = np.flatnonzero(ok)[:n]
+    walked = (kept_pos[-1] + 1) if len(kept_pos) == n and n > 0 else len(order)
+    return order[kept_pos], int(walked - len(kept_pos))
+
+
+def _tiebreak(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random(n)
+
+
+@dataclass
+class GaussianPick:
+    indices: np.ndarray  # selected record indices, in selection order
+    achieved: np.ndarray  # per bin
+    moved_in: np.ndarray  # per bin: selections made there to cover other bins' shortfall
+    skipped_cap: int
+
+
+def gaussian_pick(
+    bins: np.ndarray,
+    length: np.ndarray,
+    group: np.ndarray,
+    targets: np.ndarray,
+    *,
+    max_per_query: int,
+    seed: int,
+    redistribute: bool,
+) -> GaussianPick:
+    """Algorithm 1's step 3 on arrays: bins low to high, longest first (random ties), global query cap.
+
+    With ``redistribute``, after that pass each short bin (low to high) hands its shortfall to the
+    nearest bins that can still supply records (ties: the bin with the larger target, then the lower),
+    continuing each such bin's longest-first walk under the same cap.
+    """
+    n_bins = len(targets)
+    order = np.lexsort((_tiebreak(len(bins), seed), -length, bins))
+    order = order[bins[order] >= 0]
+    starts = np.searchsorted(bins[order], np.arange(n_bins + 1))
+    room = np.full(int(group.max()) + 1 if len(group) else 0, max_per_query, dtype=np.int64)
+    chosen = np.zeros(len(bins), dtype=bool)
+    achieved = np.zeros(n_bins, dtype=np.int64)
+    moved_in = np.zeros(n_bins, dtype=np.int64)
+    picks: list[np.ndarray] = []
+    skipped = 0
+
+    def take(b: int, k: int) -> int:
+        nonlocal skipped
+        segment = order[starts[b] : starts[b + 1]]
+        segment = segment[~chosen[segment]]
+        kept, passed = take_capped(segment, group, room, k)
+        chosen[kept] = True
+        np.subtract.at(room, group[kept], 1)
+        achieved[b] += len(kept)
+        picks.append(kept)
+        skipped += passed
+        return len(kept)
+
+    for b in range(n_bins):
+        if targets[b] > 0:
+            take(b, int(targets[b]))
+
+    if redistribute:
+        exhausted = achieved < targets
+        for b in np.flatnonzero(exhausted):
+            need = int(targets[b] - achieved[b])
+            donors = sorted(
+                (j for j in range(n_bins) if j != b), key=lambda j: (abs(j - b), -targets[j], j)
+            )
+            for j in donors:
+                if need == 0:
+                    break
+                if exhausted[j]:
+                    continue
+                got = take(j, need)
+                exhausted[j] = got < need  # ran dry: caps only tighten, so it stays dry
+                moved_in[j] += got
+                need -= got
+    indices = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
+    return GaussianPick(indices=indices, achieved=achieved, moved_in=moved_in, skipped_cap=skipped)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Public API
+
+
+@dataclass
+class Selection:
+    """A chosen subset with the accounting that explains it.
+
+    ``records`` are the chosen input records (unchanged, in input order); ``indices`` their input
+    positions. ``stats`` counts the pool, every reason a record was not chosen and the outcome.
+    ``edges``/``pool_hist``/``selected_hist`` (and for ``gaussian`` ``target``/``moved_in``) are the
+    PPL histograms over the method's bins.
+    """
+
+    method: str
+    records: list[dict]
+    indices: np.ndarray
+    stats: dict[str, int]
+    params: dict[str, Any]
+    edges: np.ndarray
+    pool_hist: np.ndarray
+    selected_hist: np.ndarray
+    target: np.ndarray | None = None
+    moved_in: np.ndarray | None = None
+    pool_ppl: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    selected_ppl: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+
+    @property
+    def short_bins(self) -> list[int]:
+        """Bins whose selection fell short of the target (``gaussian`` only)."""
+        if self.target is None:
+            return []
+        return [int(b) for b in np.flatnonzero(self.selected_hist < self.target)]
+
+    def histogram(self) -> dict[str, Any]:
+        """JSON-ready report: method, settings, counts and one row per bin."""
+        rows = []
+        for b in range(len(self.pool_hist)):
+            row = {"lo": round(float(self.edges[b]), 10), "hi": round(float(self.edges[b + 1]), 10),
+                   "pool": int(self.pool_hist[b]), "selected": int(self.selected_hist[b])}
+            if self.target is not None:
+                row["target"] = int(self.target[b])
+            if self.moved_in is not None:
+                row["redistributed_in"] = int(self.moved_in[b])
+            rows.append(row)
+        return {"method": self.method, "params": self.params, "stats": self.stats, "bins": rows}
+
+
+@dataclass
+class _Pool:
+    """Records that survive the verifier and PPL filters, and the counts of those that did not."""
+
+    columns: Columns
+    eligible: np.ndarray  # bool mask
+    stats: dict[str, int]
+
+
+def _pool(columns: Columns, *, want_correct: bool | None, ppl_ok: np.ndarray | None, range_label: str) -> _Pool:
+    n = len(columns.ppl)
+    eligible = np.ones(n, dtype=bool)
+    stats = {"pool": n}
+    if want_correct is not None:
+        key = "not_correct" if want_correct else "not_incorrect"
+        if columns.correct is None:
+            if not want_correct:
+                raise OxaError("error mining needs verified records, but no record has a 'correct' field; "
+                               "run oxa verify first (or name the field with --correct-field)")
+            stats[key] = 0
+        else:
+            keep = columns.correct == (1 if want_correct else 0)
+            stats[key] = int((eligible & ~keep).sum())
+            eligible &= keep
+    finite = ~np.isnan(columns.ppl)
+    stats["no_ppl"] = int((eligible & ~finite).sum())
+    eligible &= finite
+    if ppl_ok is not None:
+        stats[range_label] = int((eligible & ~ppl_ok).sum())
+        eligible &= ppl_ok
+    stats["eligible"] = int(eligible.sum())
+    return _Pool(columns, eligible, stats)
+
+
+def _check(n: int, max_per_query: int) -> None:
+    if n < 0:
+        raise OxaError(f"n must be >= 0, got {n}")
+    if max_per_query < 1:
+        raise OxaError(f"max_per_query must be >= 1, got {max_per_query}")
+
+
+def _display_binning(ppl: np.ndarray, width: float) -> Binning:
+    """Bins for showing a non-Gaussian selection: the pool's PPL range (to its 99.9th percentile), <= 200 bins."""
+    if len(ppl) == 0:
+        return Binning(1.0, 5.0, width)
+    lo = math.floor(float(ppl.min()) / width) * width
+    hi = max(lo + width, math.ceil(float(np.quantile(ppl, 0.999)) / width) * width)
+    width = max(width, (hi - lo) / 200)
+    return Binning(lo, hi, width)
+
+
+def _finish(method: str, records: Sequence[dict], pool: _Pool, picked: np.ndarray, skipped_cap: int,
+            binning: Binning, params: dict[str, Any], **extra: Any) -> Selection:
+    ppl = pool.columns.ppl
+    indices = np.sort(picked)
+    pool_ppl = ppl[pool.eligible]
+    stats = {**pool.stats, "skipped_query_cap": skipped_cap, "selected": len(indices)}
+    return Selection(
+        method=method, records=[records[i] for i in indices], indices=indices, stats=stats, params=params,
+        edges=binning.edges, pool_hist=binning.counts(pool_ppl), selected_hist=binning.counts(ppl[indices]),
+        pool_ppl=pool_ppl, selected_ppl=ppl[indices], **extra,
+    )
+
+
+def _columns(records: Sequence[dict], kw: dict[str, Any], *, lengths: bool = False) -> Columns:
+    return extract_columns(
+        records, ppl_field=kw["ppl_field"], group_field=kw["group_field"], correct_field=kw["correct_field"],
+        length_field=kw["length_field"] if lengths else None, response_field=kw["response_field"],
+        source=kw["source"],
+    )
+
+
+def select_gaussian(
+    records: Sequence[dict],
+    n: int,
+    *,
+    mu: float = 2.5,
+    sigma: float = 0.25,
+    ppl_min: float = 1.0,
+    ppl_max: float = 5.0,
+    bin_width: float = 0.05,
+    max_per_query: int = 1,
+    seed: int = 0,
+    redistribute: bool = False,
+    verified_only: bool = True,
+    ppl_field: str = "ppl",
+    group_field: str = "query",
+    length_field: str = "n_tokens",
+    response_field: str = "response",
+    correct_field: str = "correct",
+    source: str = "records",
+) -> Selection:
+    """Algorithm 1 (Gaussian-guided PPL sampling) with a global per-query cap; see the module docstring."""
+    _check(n, max_per_query)
+    binning = Binning(ppl_min, ppl_max, bin_width)
+    targets = gaussian_targets(n, binning, mu=mu, sigma=sigma)
+    cols = _columns(records, locals(), lengths=True)
+    bins = binning.index(cols.ppl)
+    pool = _pool(cols, want_correct=True if verified_only else None, ppl_ok=bins >= 0, range_label="out_of_range")
+    bins = np.where(pool.eligible, bins, -1)
+    pick = gaussian_pick(bins, cols.length, cols.group, targets, max_per_query=max_per_query, seed=seed,
+                         redistribute=redistribute)
+    params = dict(n=n, mu=mu, sigma=sigma, ppl_min=ppl_min, ppl_max=ppl_max, bin_width=bin_width,
+                  max_per_query=max_per_query, seed=seed, redistribute=redistribute)
+    sel = _finish("gaussian", records, pool, pick.indices, pick.skipped_cap, binning, params,
+                  target=targets, moved_in=pick.moved_in if redistribute else None)
+    short = np.maximum(targets - sel.selected_hist, 0)
+    sel.stats.update(short_bins=int((short > 0).sum()), shortfall=max(0, n - len(sel.indices)),
+                     redistributed=int(pick.moved_in.sum()))
+    return sel
+
+
+def _select_ordered(method: str, records: Sequence[dict], n: int, kw: dict[str, Any], *, want_correct: bool | None,
+                    ppl_ok=None, range_label: str = "out_of_range", key=None) -> Selection:
+    """Shared body of the non-binned methods: filter, order by ``key(ppl)`` (random ties), capped walk."""
+    _check(n, kw["max_per_query"])
+    cols = _columns(records, kw)
+    ok = None if ppl_ok is None else ppl_ok(cols.ppl)
+    pool = _pool(cols, want_correct=want_correct, ppl_ok=ok, range_label=range_label)
+    tie = _tiebreak(len(cols.ppl), kw["seed"])
+    order = np.lexsort((tie,) if key is None else (tie, key(cols.ppl)))
+    order = order[pool.eligible[order]]
+    picked, skipped = take_capped(order, cols.group, kw["max_per_query"], n)
+    params = {k: kw[k] for k in ("n", "max_per_query", "seed", "ppl_min", "ppl_max", "min_ppl", "max_ppl") if k in kw}
+    return _finish(method, records, pool, picked, skipped, _display_binning(cols.ppl[pool.eligible], kw["bin_width"]),
+                   params)
+
+
+_COMMON = dict(verified_only=True, ppl_field="ppl", group_field="query", correct_field="correct",
+               response_field="response", length_field="n_tokens", source="records", bin_width=0.05)
+
+
+def _verified(kw: dict[str, Any]) -> bool | None:
+    return True if kw["verified_only"] else None
+
+
+def select_lowest(records: Sequence[dict], n: int, *, max_per_query: int = 1, seed: int = 0, **options: Any) -> Selection:
+    """SFT_LP: the ``n`` lowest-PPL verified records, at most ``max_per_query`` per query (random ties)."""
+    kw = {**_COMMON, **options, "n": n, "max_per_query": max_per_query, "seed": seed}
+    return _select_ordered("lowest", records, n, kw, want_correct=_verified(kw), key=lambda p: p)
+
+
+def select_highest(records: Sequence[dict], n: int, *, max_per_query: int = 1, seed: int = 0, **options: Any) -> Selection:
+    """The ``n`` highest-PPL verified records (an ablation), at most ``max_per_query`` per query."""
+    kw = {**_COMMON, **options, "n": n, "max_per_query": max_per_query, "seed": seed}
+    return _select_ordered("highest", records, n, kw, want_correct=_verified(kw), key=lambda p: -p)
+
+
+def select_random(records: Sequence[dict], n: int, *, max_per_query: int = 1, seed: int = 0, **options: Any) -> Selection:
+    """SFT: ``n`` verified records drawn uniformly at random, at most ``max_per_query`` per query."""
+    kw = {**_COMMON, **options, "n": n, "max_per_query": max_per_query, "seed": seed}
+    return _select_ordered("random", records, n, kw, want_correct=_verified(kw))
+
+
+def select_interval(records: Sequence[dict], n: int, *, ppl_min: float, ppl_max: float, max_per_query: int = 1,
+                    seed: int = 0, **options: Any) -> Selection:
+    """Interval sampling (the paper's PPL-range ablation): random records with ppl_min <= PPL <= ppl_max."""
+    if not ppl_max >= ppl_min:
+        raise OxaError(f"interval needs ppl_min <= ppl_max, got [{ppl_min}, {ppl_max}]")
+    kw = {**_COMMON, **options, "n": n, "max_per_query": max_per_query, "seed": seed, "ppl_min": ppl_min,
+          "ppl_max": ppl_max}
+    return _select_ordered("interval", records, n, kw, want_correct=_verified(kw),
+                           ppl_ok=lambda p: (p >= ppl_min) & (p <= ppl_max))
+
+
+def select_errors(records: Sequence[dict], n: int, *, min_ppl: float = 1.2, max_ppl: float | None = None,
+                  max_per_query: int = 1, seed: int = 0, **options: Any) -> Selection:
+    """Error mining (the UL set): the lowest-PPL records with ``correct == False`` and PPL >= ``min_ppl``.
+
+    The floor drops degenerate, repetitive samples that the model finds trivially likely; ``max_ppl``
+    optionally bounds the other side.
+    """
+    kw = {**_COMMON, **options, "n": n, "max_per_query": max_per_query, "seed": seed, "min_ppl": min_ppl,
+          "max_ppl": max_ppl}
+    hi = math.inf if max_ppl is None else max_ppl
+    return _select_ordered("errors", records, n, kw, want_correct=False, range_label="outside_ppl_bounds",
+                           ppl_ok=lambda p: (p >= min_ppl) & (p <= hi), key=lambda p: p)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The `oxa select` stage
+
+
+class SelectConfig(StageConfig):
+    """Settings of ``oxa select`` (every field is also a flag, and a key of a ``--config`` YAML file)."""
+
+    input: Path
+    output: Path
+    method: Method = "gaussian"
+    n: int
+    mu: float = 2.5
+    sigma: float = 0.25
+    ppl_min: float = 1.0
+    ppl_max: float = 5.0
+    bin_width: float = 0.05
+    max_per_query: int = 1
+    seed: int = 0
+    redistribute: bool = False
+    min_ppl: float = 1.2
+    keep_unverified: bool = False
+    ppl_field: str = "ppl"
+    group_field: str | None = None
+    length_field: str = "n_tokens"
+    correct_field: str = "correct"
+    fields: Fields = Fields()
+    skip_bad: bool = False
+
+
+def side_paths(output: str | os.PathLike) -> tuple[Path, Path]:
+    """Where the histogram report goes: ``<OUT stem>.hist.json`` and ``<OUT stem>.hist.png`` beside OUT."""
+    out = Path(output)
+    stem = out.name.split(".")[0] or out.name
+    return out.with_name(stem + ".hist.json"), out.with_name(stem + ".hist.png")
+
+
+def run_selection(records: Sequence[dict], config: SelectConfig, *, source: str = "records") -> Selection:
+    """Dispatch ``config.method`` on in-memory records."""
+    c = config
+    common = dict(verified_only=not c.keep_unverified, ppl_field=c.ppl_field, group_field=c.group_field or c.fields.query,
+                  correct_field=c.correct_field, response_field=c.fields.response, length_field=c.length_field,
+                  source=source)
+    if c.method == "gaussian":
+        return select_gaussian(records, c.n, mu=c.mu, sigma=c.sigma, ppl_min=c.ppl_min, ppl_max=c.ppl_max,
+                               bin_width=c.bin_width, max_per_query=c.max_per_query, seed=c.seed,
+                               redistribute=c.redistribute, **common)
+    kw = dict(max_per_query=c.max_per_query, seed=c.seed, bin_width=c.bin_width, **common)
+    if c.method == "errors":
+        kw.pop("verified_only")
+        return select_errors(records, c.n, min_ppl=c.min_ppl, **kw)
+    if c.method == "interval":
+        return select_interval(records, c.n, ppl_min=c.ppl_min, ppl_max=c.ppl_max, **kw)
+    return {"lowest": select_lowest, "highest": select_highest, "random": select_random}[c.method](records, c.n, **kw)
+
+
+def select_file(config: SelectConfig) -> tuple[Selection, dict[str, int]]:
+    """What ``oxa select`` runs: read, select, write OUT and the histogram JSON + PNG (all atomically).
+
+    Returns the selection and the read statistics (lines skipped with ``skip_bad``).
+    """
+    from oxa.io import ReadStats, read_records, write_json, write_records
+    from oxa.plots import plot_ppl_histograms
+
+    read_stats = ReadStats()
+    records = read_records(config.input, skip_bad=config.skip_bad, stats=read_stats)
+    sel = run_selection(records, config, source=str(config.input))
+    write_records(config.output, sel.records)
+    hist_json, hist_png = side_paths(config.output)
+    report = sel.histogram()
+    report.update(input=str(config.input), output=str(config.output), skipped_lines=read_stats.skipped)
+    write_json(hist_json, report)
+    plot_ppl_histograms(
+        {"pool (eligible)": sel.pool_ppl, "selected": sel.selected_ppl}, hist_png, target=sel.target,
+        bin_edges=sel.edges, title=f"oxa select --method {sel.method}: {len(sel.indices):,} of {sel.stats['pool']:,}",
+    )
+    return sel, {"read": read_stats.read, "skipped": read_stats.skipped}
