@@ -1,0 +1,97 @@
+"""`oxa generate` as a library call: settings, backend choice, resumable file-to-file sampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from oxa.config import StageConfig
+from oxa.distributed import default_device, dist_info, finish_parts, open_part, shard
+from oxa.errors import OxaError
+from oxa.generation.generate import generate_records
+from oxa.generation.transformers_backend import TransformersBackend
+from oxa.generation.vllm_backend import VLLMBackend, vllm_available
+from oxa.io import ReadStats, read_records
+from oxa.prompting import PromptFormat
+from oxa.records import Fields
+
+
+class SamplingConfig(StageConfig):
+    """How to sample (shared by ``oxa generate``, ``oxa eval`` and ``oxa distill``)."""
+
+    n: int = Field(1, ge=1, description="samples per query")
+    temperature: float = Field(0.6, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(32768, ge=1)
+    stop: list[str] = Field(default_factory=list)
+    seed: int = 0
+    batch_size: int = Field(32, ge=1, description="samples decoded together (transformers backend)")
+    backend: Literal["auto", "transformers", "vllm"] = "auto"
+    dtype: str = "float32"
+    device: str = "auto"
+    prompt: PromptFormat = Field(default_factory=PromptFormat)
+
+
+class GenerateConfig(SamplingConfig):
+    model: str
+    input: Path
+    output: Path
+    limit: int | None = Field(None, ge=1, description="only the first LIMIT query records")
+    fields: Fields = Field(default_factory=Fields)
+    skip_bad: bool = False
+    progress: bool = True
+
+
+def make_backend(model_spec: str, cfg: SamplingConfig):
+    """The backend ``cfg.backend`` names; ``auto`` is vLLM when installed with a GPU, else transformers."""
+    import torch
+
+    from oxa.models import load_model, load_tokenizer, resolve
+
+    kind = cfg.backend
+    if kind == "auto":
+        kind = "vllm" if vllm_available() and torch.cuda.is_available() else "transformers"
+    if kind == "vllm":
+        if not vllm_available():
+            raise OxaError("backend 'vllm' needs vLLM (pip install vllm, on a CUDA machine); or use --backend transformers")
+        return VLLMBackend(resolve(model_spec), load_tokenizer(model_spec), dtype="auto" if cfg.dtype == "float32" else cfg.dtype)
+    tokenizer = load_tokenizer(model_spec, padding_side="left")
+    model = load_model(model_spec, dtype=cfg.dtype, device=default_device() if cfg.device == "auto" else cfg.device)
+    return TransformersBackend(model, tokenizer, batch_size=cfg.batch_size)
+
+
+def sampling_kwargs(cfg: SamplingConfig) -> dict:
+    return dict(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                stop=cfg.stop, seed=cfg.seed, fmt=cfg.prompt)
+
+
+def generate_file(cfg: GenerateConfig, *, backend=None) -> Path:
+    """Sample ``cfg.n`` responses per record of ``cfg.input`` into ``cfg.output``; resumable and sharded.
+
+    Progress is appended to a part file beside the output after every batch; re-running the same
+    command after an interrupt draws only the missing samples, and (per-sample seeds) the finished file
+    is the same as an uninterrupted run's. Under ``torchrun`` each rank samples every K-th query and
+    rank 0 merges the parts (:mod:`oxa.distributed`).
+    """
+    stats = ReadStats()
+    records = read_records(cfg.input, skip_bad=cfg.skip_bad, stats=stats)
+    if cfg.limit is not None:
+        records = records[: cfg.limit]
+    if not records:
+        raise OxaError(f"{cfg.input}: no records to generate from")
+    rank, world = dist_info()
+    mine = set(shard(len(records), rank, world))
+    keys = [q * cfg.n + s for q in sorted(mine) for s in range(cfg.n)]
+    run = {"stage": "generate", **cfg.model_dump(exclude={"output", "batch_size", "device", "progress"})}
+    writer = open_part(cfg.output, run, keep=lambda i: i // cfg.n in mine)
+    try:
+        if any(k not in writer.done for k in keys):
+            backend = backend or make_backend(cfg.model, cfg)
+            generate_records(records, fields=cfg.fields, backend=backend, writer=writer, keys=keys,
+                             progress=cfg.progress and rank == 0, where=str(cfg.input), **sampling_kwargs(cfg))
+    finally:
+        writer.close()
+    finish_parts(writer, len(records) * cfg.n)
+    return cfg.output
