@@ -1,0 +1,157 @@
+"""The CE:UL batch composer: which sequences every process trains on in every micro-batch.
+
+The user fixes what one optimizer step contains -- ``ce_per_step`` CE sequences and ``ul_per_step`` UL
+sequences (the paper: 128 + 128) -- and the composer derives everything else from it, so the recipe does
+not change with the number of GPUs (the reference code's CE:UL ratio did: on 16 GPUs it trained on UL
+only, and it dropped the CE rows of any micro-batch holding a UL row).
+
+* An epoch is one pass over the CE set in a seeded random order (over the UL set when there is no CE
+  set). UL sequences come from their own endless stream of seeded permutations, so a UL set smaller or
+  larger than the epoch needs is cycled or spread over epochs without bias.
+* The step's sequences are dealt to ``world_size x grad_accum`` micro-batches, longest first onto the
+  micro-batch with the fewest tokens, at most ``micro_batch_size`` rows each; CE and UL rows share
+  micro-batches freely. Micro-batch ``m`` goes to process ``m % world_size`` as accumulation slot
+  ``m // world_size``. When a (last) step has fewer sequences than micro-batches, zero-weight filler rows
+  keep every process doing the same number of forward/backward passes.
+* Every row carries its normaliser over the *whole* step (``1/M`` sequences of its type, or ``1/K``
+  tokens), so summing the weighted token losses over micro-batches and processes gives the full-batch
+  loss exactly -- no per-micro-batch mean that would be wrong under accumulation or DDP.
+* The plan of step ``s`` in epoch ``e`` is a pure function of (seed, e, s): every process computes the
+  same plan without communication, and a run resumed mid-epoch sees the same next batches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from oxa.losses import CE, UL
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a micro-batch: ``index`` into the CE or UL examples, its kind and its step normaliser."""
+
+    kind: int  # CE or UL: which set ``index`` points into and which loss its tokens get
+    index: int
+    norm: float  # 1/M (per-sequence mean over M sequences of this kind in the step) or 1/K (token mean)
+    filler: bool = False  # a zero-weight copy that only keeps processes in step; no loss
+
+
+class BatchComposer:
+    """Plans optimizer steps of ``ce_per_step`` CE + ``ul_per_step`` UL sequences over processes and micro-batches."""
+
+    def __init__(
+        self,
+        ce_lengths: list[int],
+        ul_lengths: list[int],
+        *,
+        ce_per_step: int,
+        ul_per_step: int,
+        world_size: int = 1,
+        micro_batch_size: int = 1,
+        seed: int = 0,
+        per_sequence: bool = True,
+    ):
+        """``*_lengths`` are the loss-token counts of the examples (they balance work and set token means)."""
+        if not ce_lengths and not ul_lengths:
+            raise ValueError("nothing to train on: both the CE and the UL set are empty")
+        if ce_lengths and ce_per_step < 1 or ul_lengths and ul_per_step < 1:
+            raise ValueError("ce_per_step and ul_per_step must be at least 1 for a non-empty set")
+        if world_size < 1 or micro_batch_size < 1:
+            raise ValueError("world_size and micro_batch_size must be at least 1")
+        self.ce_lengths, self.ul_lengths = list(ce_lengths), list(ul_lengths)
+        self.ce_per_step = ce_per_step if ce_lengths else 0
+        self.ul_per_step = ul_per_step if ul_lengths else 0
+        self.world_size, self.micro_batch_size = world_size, micro_batch_size
+        self.seed, self.per_sequence = seed, per_sequence
+        rows = self.ce_per_step + self.ul_per_step
+        self.grad_accum = math.ceil(rows / (world_size * micro_batch_size))
+        self._perms: dict[tuple[int, int], np.ndarray] = {}
+
+    @property
+    def steps_per_epoch(self) -> int:
+        if self.ce_lengths:
+            return math.ceil(len(self.ce_lengths) / self.ce_per_step)
+        return math.ceil(len(self.ul_lengths) / self.ul_per_step)
+
+    @property
+    def micro_batches_per_step(self) -> int:
+        return self.world_size * self.grad_accum
+
+    def _permutation(self, stream: int, cycle: int, n: int) -> np.ndarray:
+        key = (stream, cycle)
+        if key not in self._perms:
+            if len(self._perms) > 8:
+                self._perms.clear()
+            self._perms[key] = np.random.default_rng([self.seed, stream, cycle]).permutation(n)
+        return self._perms[key]
+
+    def step_indices(self, epoch: int, step: int) -> tuple[list[int], list[int]]:
+        """The CE and UL example indices of one optimizer step."""
+        if self.ce_lengths:
+            perm = self._permutation(0, epoch, len(self.ce_lengths))
+            ce = perm[step * self.ce_per_step:(step + 1) * self.ce_per_step].tolist()
+            n_ul = self.ul_per_step
+            position = (epoch * self.steps_per_epoch + step) * n_ul
+        else:
+            ce, n_ul = [], self.ul_per_step
+            position = epoch * len(self.ul_lengths) + step * n_ul
+            n_ul = min(n_ul, len(self.ul_lengths) - step * n_ul)  # the UL set is the epoch: no wrap
+        ul = []
+        n = len(self.ul_lengths)
+        for k in range(position, position + n_ul):
+            ul.append(int(self._permutation(1, k // n, n)[k % n]))
+        return ce, ul
+
+    def plan_step(self, epoch: int, step: int) -> list[list[Row]]:
+        """All ``world_size x grad_accum`` micro-batches of a step (micro-batch m runs on process m % world)."""
+        ce, ul = self.step_indices(epoch, step)
+        rows = [Row(CE, i, self._norm(ce, self.ce_lengths)) for i in ce]
+        rows += [Row(UL, i, self._norm(ul, self.ul_lengths)) for i in ul]
+        length = {(CE, i): self.ce_lengths[i] for i in ce} | {(UL, i): self.ul_lengths[i] for i in ul}
+        n_mb = self.micro_batches_per_step
+        cap = max(1, math.ceil(len(rows) / n_mb))
+        batches: list[list[Row]] = [[] for _ in range(n_mb)]
+        load = [0] * n_mb
+        for row in sorted(rows, key=lambda r: (-length[r.kind, r.index], r.kind, r.index)):
+            m = min((m for m in range(n_mb) if len(batches[m]) < cap), key=lambda m: (load[m], m))
+            batches[m].append(row)
+            load[m] += length[row.kind, row.index]
+        shortest = min(rows, key=lambda r: length[r.kind, r.index])
+        for batch in batches:
+            if not batch:
+                batch.append(Row(shortest.kind, shortest.index, 0.0, filler=True))
+        return batches
+
+    def _norm(self, indices: list[int], lengths: list[int]) -> float:
+        if self.per_sequence:
+            return 1.0 / len(indices)
+        return 1.0 / max(1, sum(lengths[i] for i in indices))
+
+    def rank_batches(self, epoch: int, rank: int) -> Iterator[list[Row]]:
+        """Process ``rank``'s micro-batches of one epoch, step after step."""
+        for step in range(self.steps_per_epoch):
+            batches = self.plan_step(epoch, step)
+            for slot in range(self.grad_accum):
+                yield batches[slot * self.world_size + rank]
+
+
+class ComposedBatchSampler(Sampler[list[Row]]):
+    """One process's micro-batches as a DataLoader ``batch_sampler``; ``set_epoch`` selects the epoch."""
+
+    def __init__(self, composer: BatchComposer, rank: int):
+        self.composer, self.rank, self.epoch = composer, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[Row]]:
+        return self.composer.rank_batches(self.epoch, self.rank)
+
+    def __len__(self) -> int:
+        return self.composer.steps_per_epoch * self.composer.grad_accum
