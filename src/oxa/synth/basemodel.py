@@ -1,0 +1,175 @@
+"""The synthetic world's base model: a tiny Qwen2 pre-trained from scratch on the skewed corpus.
+
+Plain next-token training: documents (each closed by the end-of-turn token) are packed into rows of
+``seq_len`` tokens, and AdamW with a warm-up + cosine schedule runs over them for ``epochs``. The
+tokenizer is trained on the same corpus (:func:`oxa.tiny.train_tokenizer`), so nothing is downloaded.
+
+The result is cached by a hash of its config (and of the world's version) under
+``<cache>/synth-base/<hash>`` and written atomically, so it is built once and every later call
+returns the directory, which loads with ``from_pretrained`` like any model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from pydantic import Field
+
+from oxa.config import StageConfig
+from oxa.io import write_json
+from oxa.prompting import PAPER_SUFFIX, PromptFormat, encode_example
+from oxa.synth.corpus import PRETRAIN_MIX, pretrain_documents
+
+WORLD_VERSION = 1  # bump when problems, strategies or the corpus format change: invalidates cached models
+
+
+class BaseModelConfig(StageConfig):
+    """What the base model is made of; every field is part of its cache key."""
+
+    seed: int = 0
+    documents: int = 10000
+    chat_share: float = Field(0.25, ge=0.0, le=1.0)
+    mix: dict[str, dict[str, float]] = Field(default_factory=lambda: {k: dict(v) for k, v in PRETRAIN_MIX.items()})
+    vocab_size: int = 640
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 2
+    seq_len: int = 256
+    batch_size: int = 16
+    epochs: float = Field(1.0, gt=0)
+    lr: float = 3e-3
+    warmup: float = 0.05
+    weight_decay: float = 0.1
+
+    def key(self) -> str:
+        blob = json.dumps({"world": WORLD_VERSION, **self.model_dump()}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+QUICK_BASE = BaseModelConfig(documents=800, hidden=64, layers=2, seq_len=256, epochs=1.0)
+
+
+def base_model_dir(config: BaseModelConfig, cache: str | os.PathLike | None = None) -> Path:
+    from oxa.models import cache_dir
+
+    return Path(cache if cache is not None else cache_dir()) / "synth-base" / config.key()
+
+
+def build_base_model(config: BaseModelConfig, *, cache: str | os.PathLike | None = None,
+                     progress: bool = True) -> Path:
+    """The cached base model directory for ``config``, pre-training it first if needed."""
+    target = base_model_dir(config, cache)
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _pretrain(config, tmp, progress=progress)
+        os.replace(tmp, target)  # atomic: an interrupted build never leaves half a model behind
+    except OSError:
+        if not (target / "config.json").exists():  # a concurrent build that finished first is as good
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _pretrain(config: BaseModelConfig, out: Path, *, progress: bool) -> None:
+    import torch
+
+    from oxa.tiny import build_tiny_model, save_tiny
+
+    start = time.perf_counter()
+    docs = pretrain_documents(config.documents, seed=config.seed, chat_share=config.chat_share, mix=config.mix)
+    texts = [d.plain_text() for d in docs]
+    tok = train_tokenizer_for(texts, config.vocab_size)
+    fmt = PromptFormat()
+    stream: list[int] = []
+    for doc, text in zip(docs, texts):
+        if doc.chat:
+            stream += encode_example(tok, doc.problem.query, doc.response, fmt).input_ids
+        else:
+            stream += tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    rows = torch.tensor(stream[: len(stream) // config.seq_len * config.seq_len]).view(-1, config.seq_len)
+
+    model = build_tiny_model(tok, seed=config.seed, hidden=config.hidden, layers=config.layers, heads=config.heads,
+                             kv_heads=config.kv_heads, max_positions=max(2048, config.seq_len))
+    model.train()
+    steps = max(1, math.ceil(len(rows) * config.epochs / config.batch_size))
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.95))
+    warmup = max(1, int(config.warmup * steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))))
+    order = _batches(len(rows), config.batch_size, steps, config.seed)
+    losses = []
+    with _progress(progress, steps) as advance:
+        for batch in order:
+            x = rows[batch]
+            loss = model(input_ids=x, labels=x).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            advance(losses[-1])
+    model.eval()
+    save_tiny(model, tok, out)
+    write_json(out / "oxa_synth_base.json", {
+        "config": config.model_dump(), "world_version": WORLD_VERSION, "documents": len(docs),
+        "tokens": len(rows) * config.seq_len, "steps": steps, "params": sum(p.numel() for p in model.parameters()),
+        "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]),
+        "seconds": round(time.perf_counter() - start, 1)})
+
+
+def train_tokenizer_for(texts: list[str], vocab_size: int):
+    """A tokenizer for the world: trained on the corpus plus the prompt suffix every query carries."""
+    from oxa.tiny import train_tokenizer
+
+    return train_tokenizer(texts + [PAPER_SUFFIX] * 50, vocab_size=vocab_size)
+
+
+def _batches(n_rows: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
+    """``steps`` batches of row indices: epochs of shuffled rows, the last epoch possibly partial."""
+    rng, order = random.Random(seed), []
+    while len(order) < steps * batch_size:
+        epoch = list(range(n_rows))
+        rng.shuffle(epoch)
+        order += epoch
+    return [order[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
+
+
+class _progress:
+    """A rich progress bar over training steps showing the running loss (or nothing)."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda loss: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from oxa.commands.common import console
+
+        self.bar = Progress(TextColumn("pre-training base model"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), console=console)
+        self.bar.start()
+        task = self.bar.add_task("pretrain", total=self.total, loss=float("nan"))
+        return lambda loss: self.bar.update(task, advance=1, loss=loss)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.stop()
