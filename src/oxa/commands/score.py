@@ -68,7 +68,7 @@ def score(
     }
     summary = score_file(resolve(ScoreConfig, config, flags))
     if summary is not None:
-        console.print(summary.line())
+        console.print(summary.line(), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
