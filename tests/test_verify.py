@@ -1,0 +1,249 @@
+"""Answer extraction, grading (every real benchmark answer), the deadline pool, and `oxa verify`."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from oxa.commands import verify as verify_command
+from oxa.errors import RecordError
+from oxa.io import read_records
+from oxa.records import Fields
+from oxa.verify import (GradingPool, Verdict, extract_answer, gold_answers, grade_many, summary_path,
+                        verify_records)
+
+BENCHMARK_FILES = ("aime24", "aime25", "hmmt25", "cmimc25", "brumo25", "minerva", "math500")
+HANG = "10^{10^{10}}"  # sympy evaluates this exactly, inside C code that no signal interrupts
+
+
+def as_model_would_write(answer: str) -> str:
+    """A response in the paper's format, with a decoy box inside the reasoning."""
+    return (f"<think>\nFirst guess: \\boxed{{-1}}. Let me check that again.\n</think>\n\n"
+            f"The final answer is $\\boxed{{{answer}}}$.")
+
+
+# ------------------------------------------------------------------------------------ extraction
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("<think>\\boxed{1}</think> so \\boxed{2} and then \\boxed{3}.", "3"),
+    ("<think>a</think>b<think>\\boxed{1}</think> final: \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+    ("\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+    ("answer \\fbox{7}", "7"),
+    ("so \\boxed 42.", "42"),
+    ("no think tags, just \\boxed{ 5 }", "5"),
+    ("\\boxed{4} and a cut-off \\boxed{1", "4"),
+    ("the template's empty \\boxed{} then \\boxed{9}", "9"),
+    ("\\boxed{9} restated as \\boxed{}", "9"),
+])
+def test_extract_answer_takes_last_complete_box_after_reasoning(text, expected):
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "", "The answer is 42.", "<think>\\boxed{42}</think> I am not sure.",
+    "<think>cut off mid-reasoning \\boxed{42}", "\\boxedx{3}",
+])
+def test_extract_answer_none_without_a_final_box(text):
+    assert extract_answer(text) is None
+
+
+def test_require_think_follows_the_rl_reward():
+    assert extract_answer("\\boxed{3}") == "3"
+    assert extract_answer("\\boxed{3}", require_think=True) is None
+    assert extract_answer("<think>x</think>\\boxed{3}", require_think=True) == "3"
+
+
+def test_gold_answers_normalise_minerva_numbers_and_wrappers():
+    assert gold_answers(["9.6\n", "9.60 "]) == ("9.6", "9.60")
+    assert gold_answers(42) == ("42",) and gold_answers(2.0) == ("2",) and gold_answers(0.25) == ("0.25",)
+    assert gold_answers("$\\frac{1}{2}$") == ("\\frac{1}{2}",)
+    assert gold_answers("\\boxed{x+1}") == ("x+1",)
+    assert gold_answers("\\boxed{1}+\\boxed{2}") == ("\\boxed{1}+\\boxed{2}",)  # not one whole box
+    assert gold_answers("1\\,000") == ("1000",)
+    for bad in ("", [" "], [], True, None, float("nan"), {"a": 1}):
+        with pytest.raises(ValueError):
+            gold_answers(bad)
+
+
+# --------------------------------------------------------------------------------------- grading
+
+
+def _rows(shared_data, name):
+    return json.loads((shared_data / "benchmarks" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def test_every_real_benchmark_answer_is_graded_correct(shared_data):
+    """Every row of every benchmark file, written the way a model would; every Minerva alternative."""
+    responses, golds, where = [], [], []
+    for name in BENCHMARK_FILES:
+        for i, row in enumerate(_rows(shared_data, name)):
+            written = row["answer"] if isinstance(row["answer"], list) else [row["answer"]]
+            for answer in written:
+                responses.append(as_model_would_write(answer.strip()))
+                golds.append(row["answer"])
+                where.append(f"{name}[{i}] {answer!r}")
+    assert len(responses) > 1000
+    verdicts = grade_many(responses, golds, workers=2, timeout=10, progress=False)
+    wrong = [(w, v) for w, v in zip(where, verdicts) if not v.correct]
+    assert wrong == []
+
+
+def test_equivalent_forms_a_model_writes_are_correct(shared_data):
+    aime = _rows(shared_data, "aime24")
+    padded = [r["answer"] for r in aime if r["answer"].startswith("0")]
+    assert padded, "AIME24 has zero-padded answers such as 025"
+    cases = [(str(int(a)), a) for a in padded] + [
+        ("1,080", "1080"), ("1{,}080", "1080"), ("1\\,080", "1080"), ("\\dfrac{14}{3}", "\\frac{14}{3}"),
+        ("(3,\\frac{\\pi}{2})", "\\left( 3, \\frac{\\pi}{2} \\right)"), ("90", "90^\\circ"), ("x = 5", "5"),
+        ("\\frac12", "0.5"), ("9.60", ["9.6\n", "9.7\n"]), ("\\$18", "18"),
+    ]
+    verdicts = grade_many([as_model_would_write(p) for p, _ in cases], [g for _, g in cases], progress=False)
+    assert [v.status for v in verdicts] == ["correct"] * len(cases), list(zip(cases, verdicts))
+
+
+def test_wrong_answers_are_incorrect(shared_data):
+    """Every integer gold, off by one (an independent computation), plus LaTeX near misses."""
+    cases = []
+    for name in BENCHMARK_FILES:
+        for row in _rows(shared_data, name):
+            gold = row["answer"][0] if isinstance(row["answer"], list) else row["answer"]
+            if re.fullmatch(r"-?\d+", gold.strip()):
+                cases.append((str(int(gold) + 1), row["answer"]))
+    assert len(cases) > 300
+    cases += [("\\frac{1}{575}", "\\frac{1}{576}"), ("2^{98}", "2^{99}"), ("1-\\frac{2}{\\pi}", "1+\\frac{2}{\\pi}"),
+              ("(3, 2)", "(2, 3)"), ("\\text{Bob}", "\\text{Evelyn}"), ("9.7", ["9.6\n"]), ("1000000", "1,000")]
+    verdicts = grade_many([as_model_would_write(p) for p, _ in cases], [g for _, g in cases], progress=False)
+    assert [v.status for v in verdicts] == ["incorrect"] * len(cases), [
+        (c, v) for c, v in zip(cases, verdicts) if v.status != "incorrect"]
+
+
+def test_unparsable_when_there_is_no_final_answer():
+    responses = ["", "The answer is 5.", "<think>\\boxed{5}", "<think>\\boxed{5}</think> five", "\\boxed{5}"]
+    verdicts = grade_many(responses, ["5"] * 5, progress=False)
+    assert verdicts == [Verdict("unparsable", None)] * 4 + [Verdict("correct", "5")]
+    assert [v.correct for v in verdicts] == [False] * 4 + [True]
+
+
+def test_timeout_kills_the_hung_worker_and_the_run_continues():
+    start = time.monotonic()
+    verdicts = grade_many([f"\\boxed{{{HANG}}}"] + [f"\\boxed{{{i}}}" for i in range(20)],
+                          ["1"] + [str(i) for i in range(20)], workers=2, timeout=1.0, progress=False)
+    elapsed = time.monotonic() - start
+    assert verdicts[0] == Verdict("timeout", HANG)
+    assert all(v.correct for v in verdicts[1:])
+    assert elapsed < 1.0 + 3.0  # the hang cost its deadline, not the seconds-to-hours sympy would take
+
+
+def test_items_after_the_hung_one_in_its_chunk_are_still_graded():
+    tasks = [("1", ("1",)), ("2", ("3",)), (HANG, ("1",)), ("4", ("4",)), (HANG, ("2",)), ("x", ("x",))]
+    with GradingPool(workers=1, timeout=0.5, chunk_size=len(tasks)) as pool:
+        statuses = pool.grade(tasks)
+        again = pool.grade([("7", ("7",))])  # the replacement worker serves later calls
+    assert statuses == ["correct", "incorrect", "timeout", "correct", "timeout", "correct"]
+    assert pool.killed == 2 and again == ["correct"]
+
+
+def test_pool_settings_are_checked():
+    with pytest.raises(ValueError, match="workers"):
+        GradingPool(workers=0)
+    with pytest.raises(ValueError, match="timeout"):
+        GradingPool(timeout=0)
+    with pytest.raises(ValueError, match="2 gold"):
+        grade_many(["a"], ["1", "2"], progress=False)
+
+
+# ---------------------------------------------------------------------------------- records & CLI
+
+
+def test_verify_records_keeps_fields_maps_names_and_counts(tmp_path):
+    records = [
+        {"uid": "a", "out": as_model_would_write("12"), "gold": 12, "extra": [1]},
+        {"uid": "b", "out": as_model_would_write("12"), "gold": "12"},  # same pair: graded once
+        {"uid": "c", "out": as_model_would_write("13"), "gold": "12"},
+        {"uid": "d", "out": "", "gold": "12"},
+        {"uid": "e", "gold": "12"},
+        {"uid": "f", "out": "\\boxed{1}", "gold": None},
+    ]
+    fields = Fields(id="uid", response="out", answer="gold")
+    with pytest.raises(RecordError, match=r"mine: record 5: field 'out' is missing"):
+        verify_records(records, fields, progress=False, source="mine")
+    out, summary = verify_records(records, fields, progress=False, skip_bad=True)
+    assert [r["uid"] for r in out] == ["a", "b", "c", "d"]
+    assert out[0] == {**records[0], "correct": True, "pred": "12", "verdict": "correct"}
+    assert [r["verdict"] for r in out] == ["correct", "correct", "incorrect", "unparsable"]
+    assert summary["correct"] == 2 and summary["incorrect"] == 1 and summary["unparsable"] == 1
+    assert summary["records"] == 4 and summary["accuracy"] == 0.5 and summary["skipped"] == 2
+    assert summary["distinct_graded"] == 2  # ("12", 12) and ("12", "12") normalise to the same pair
+
+
+@pytest.fixture
+def cli():
+    app = typer.Typer()
+    app.callback()(lambda: None)  # keep `verify` a sub-command, as in the real app
+    verify_command.register(app)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, ["verify", *map(str, args)], catch_exceptions=True)
+
+
+def _write_jsonl(path, rows, blank_line_at=None):
+    lines = [json.dumps(r) for r in rows]
+    if blank_line_at is not None:
+        lines.insert(blank_line_at, "")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_cli_writes_output_and_summary_jsonl_and_parquet(tmp_path, cli):
+    rows = [{"id": i, "response": as_model_would_write(str(i % 3)), "answer": str(i % 2)} for i in range(8)]
+    rows.append({"id": 8, "response": f"\\boxed{{{HANG}}}", "answer": "2"})
+    src = tmp_path / "in.jsonl"
+    _write_jsonl(src, rows)
+    for out in (tmp_path / "out.jsonl", tmp_path / "out.parquet"):
+        result = cli(src, "-o", out, "--timeout", "1", "--no-progress")
+        assert result.exit_code == 0, result.output
+        graded = read_records(out)
+        assert [r["id"] for r in graded] == list(range(9))
+        expected = ["correct" if i % 3 == i % 2 else "incorrect" for i in range(8)] + ["timeout"]
+        assert [r["verdict"] for r in graded] == expected
+        summary = json.loads(summary_path(out).read_text())
+        assert summary["timeout"] == 1 and summary["correct"] == expected.count("correct")
+        assert summary["config"]["timeout"] == 1.0 and not out.with_name(out.name + ".partial").exists()
+
+
+def test_cli_missing_field_names_file_line_and_field_or_is_skipped(tmp_path, cli):
+    src = tmp_path / "in.jsonl"
+    _write_jsonl(src, [{"response": "\\boxed{1}", "answer": "1"}, {"response": "\\boxed{1}"}], blank_line_at=1)
+    result = cli(src, "-o", tmp_path / "out.jsonl", "--no-progress")
+    assert isinstance(result.exception, RecordError)
+    assert re.search(r"in\.jsonl:3: field 'answer' is missing", str(result.exception))
+    result = cli(src, "-o", tmp_path / "out.jsonl", "--no-progress", "--skip-bad")
+    assert result.exit_code == 0 and len(read_records(tmp_path / "out.jsonl")) == 1
+    assert json.loads(summary_path(tmp_path / "out.jsonl").read_text())["skipped"] == 1
+
+
+def test_cli_config_file_and_field_flags(tmp_path, cli):
+    src = tmp_path / "in.jsonl"
+    _write_jsonl(src, [{"text": "<think>x</think>\\boxed{7}", "gold": ["6", "7"]}, {"text": "\\boxed{7}", "gold": "7"}])
+    config = tmp_path / "verify.yaml"
+    config.write_text(f"input: {src}\noutput: {tmp_path / 'from_config.jsonl'}\nrequire_think: true\n"
+                      "fields: {response: text, answer: wrong}\nprogress: false\n")
+    result = cli("--config", config, "--answer-field", "gold")  # the flag overrides the file
+    assert result.exit_code == 0, result.output
+    assert [r["verdict"] for r in read_records(tmp_path / "from_config.jsonl")] == ["correct", "unparsable"]
+
+
+def test_cli_resumes_from_partial_progress(tmp_path, cli):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write_jsonl(src, [{"response": f"\\boxed{{{i}}}", "answer": str(i)} for i in range(5)])
+    # an interrupted run finished record 1 (marked so we can tell it was not graded again)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(json.dumps({"_i": 1, "response": "\\boxed{1}", "answer": "1", "correct": False,
+                                   "pred": "1", "verdict": "from-before"}) + "\n{\"_i\": 2, \"resp", encoding="utf-8")
+    result = cli(src, "-o", out, "--block-size", "2", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert [r["verdict"] for r in read_records(out)] == ["correct", "from-before", "correct", "correct", "correct"]
