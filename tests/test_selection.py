@@ -361,3 +361,18 @@ def test_plot_has_target_and_log_scale(tmp_path):
     path = plot_ppl_histograms({"pool": rng.lognormal(1, 0.3, 100_000), "selected": rng.normal(2.5, 0.25, 500)},
                                tmp_path / "h.png", target=target, bin_edges=edges, title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_unverified_input_is_flagged_and_zero_n_selects_nothing():
+    records = [{"query": f"q{i}", "ppl": 2.5, "n_tokens": i} for i in range(10)]
+    sel = select_lowest(records, 4)
+    assert sel.stats["no_verdicts"] == 10 and sel.stats["selected"] == 4
+    assert "no_verdicts" not in select_lowest([dict(r, correct=True) for r in records], 2).stats
+    empty = select_lowest(records, 0)
+    assert empty.records == [] and empty.stats["skipped_query_cap"] == 0
+
+
+def test_side_paths_keep_the_output_stem():
+    from oxa.selection import side_paths
+
+    assert [p.name for p in side_paths("/d/ce.v2.jsonl")] == ["ce.v2.hist.json", "ce.v2.hist.png"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -71,6 +71,32 @@ def _check_types(values: list, allowed: tuple[type, ...], name: str, source: str
             raise RecordError(f"{_where(source, i)}: field {name!r} must be {what}, got {type(v).__name__} {v!r:.60}")
 
 
+def _factorize(keys: list, records: Sequence[dict], name: str, source: str) -> np.ndarray:
+    """Integer codes for the group keys (equal keys, equal codes): Arrow's C++ hashing when the column
+    has one plain type and no nulls, else a Python dict that also finds the offending record."""
+    import pyarrow as pa
+
+    try:
+        arr = pa.array(keys)
+        if arr.null_count == 0 and not pa.types.is_nested(arr.type):
+            return arr.dictionary_encode().indices.to_numpy().astype(np.int64)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass  # mixed types (e.g. ints and strings) are hashed below
+    codes: dict[Any, int] = {}
+    group = np.empty(len(keys), dtype=np.int64)
+    for i, key in enumerate(keys):
+        try:
+            if key is None:
+                raise TypeError
+            group[i] = codes.setdefault(key, len(codes))
+        except TypeError:
+            have = ", ".join(sorted(map(str, records[i]))) or "none"
+            state = "is missing or null" if key is None else f"must be text or a number, got {type(key).__name__}"
+            raise RecordError(f"{_where(source, i)}: group field {name!r} {state} (fields present: {have}); "
+                              "choose the field that identifies the query with --group-field") from None
+    return group
+
+
 def extract_columns(
     records: Sequence[dict],
     *,
@@ -99,22 +125,7 @@ def extract_columns(
     ppl = np.array(raw, dtype=np.float64).reshape(n)  # None -> NaN
     ppl[~np.isfinite(ppl)] = np.nan
 
-    codes: dict[Any, int] = {}
-    group = np.empty(n, dtype=np.int64)
-    for i, r in enumerate(records):
-        key = r.get(group_field)
-        if key is None:
-            have = ", ".join(sorted(map(str, r))) or "none"
-            raise RecordError(
-                f"{_where(source, i)}: group field {group_field!r} is missing or null (fields present: {have}); "
-                "choose the field that identifies the query with --group-field"
-            )
-        try:
-            group[i] = codes.setdefault(key, len(codes))
-        except TypeError:
-            raise RecordError(
-                f"{_where(source, i)}: group field {group_field!r} must be text or a number, got {type(key).__name__}"
-            ) from None
+    group = _factorize([r.get(group_field) for r in records], records, group_field, source)
 
     correct = None
     flags = [r.get(correct_field) for r in records]
@@ -226,16 +237,20 @@ def take_capped(order: np.ndarray, group: np.ndarray, room: np.ndarray | int, n:
     Returns the kept indices (in walk order) and how many were passed over for the cap before the walk
     stopped.
     """
+    if n <= 0:
+        return order[:0], 0
     g = group[order]
-    room_here = room if np.isscalar(room) else room[g]
-    ok = occurrence_rank(g) < room_here
+    ok = occurrence_rank(g) < (room if np.isscalar(room) else room[g])
     kept_pos = np.flatnonzero(ok)[:n]
-    walked = (kept_pos[-1] + 1) if len(kept_pos) == n and n > 0 else len(order)
+    walked = kept_pos[-1] + 1 if len(kept_pos) == n else len(order)
     return order[kept_pos], int(walked - len(kept_pos))
 
 
-def _tiebreak(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).random(n)
+def seeded_order(n: int, seed: int, key: np.ndarray | None = None) -> np.ndarray:
+    """Indices sorted by ``key`` (all of them if None) with ties in a random order fixed by ``seed``:
+    a seeded shuffle followed by a stable sort."""
+    perm = np.random.default_rng(seed).permutation(n)
+    return perm if key is None else perm[np.argsort(key[perm], kind="stable")]
 
 
 @dataclass
@@ -263,8 +278,11 @@ def gaussian_pick(
     continuing each such bin's longest-first walk under the same cap.
     """
     n_bins = len(targets)
-    order = np.lexsort((_tiebreak(len(bins), seed), -length, bins))
-    order = order[bins[order] >= 0]
+    inside = np.flatnonzero(bins >= 0)
+    _, length_rank = np.unique(length[inside], return_inverse=True)  # 0 = shortest
+    longest_first = length_rank.max(initial=0) - length_rank.reshape(-1)
+    walk_key = bins[inside] * (longest_first.max(initial=0) + 1) + longest_first  # (bin, longest first)
+    order = inside[seeded_order(len(inside), seed, walk_key)]
     starts = np.searchsorted(bins[order], np.arange(n_bins + 1))
     room = np.full(int(group.max()) + 1 if len(group) else 0, max_per_query, dtype=np.int64)
     chosen = np.zeros(len(bins), dtype=bool)
@@ -376,7 +394,7 @@ def _pool(columns: Columns, *, want_correct: bool | None, ppl_ok: np.ndarray | N
             if not want_correct:
                 raise OxaError("error mining needs verified records, but no record has a 'correct' field; "
                                "run oxa verify first (or name the field with --correct-field)")
-            stats[key] = 0
+            stats["no_verdicts"] = n  # nothing to filter on: the caller is told the data is unverified
         else:
             keep = columns.correct == (1 if want_correct else 0)
             stats[key] = int((eligible & ~keep).sum())
@@ -421,14 +439,6 @@ def _finish(method: str, records: Sequence[dict], pool: _Pool, picked: np.ndarra
     )
 
 
-def _columns(records: Sequence[dict], kw: dict[str, Any], *, lengths: bool = False) -> Columns:
-    return extract_columns(
-        records, ppl_field=kw["ppl_field"], group_field=kw["group_field"], correct_field=kw["correct_field"],
-        length_field=kw["length_field"] if lengths else None, response_field=kw["response_field"],
-        source=kw["source"],
-    )
-
-
 def select_gaussian(
     records: Sequence[dict],
     n: int,
@@ -449,91 +459,124 @@ def select_gaussian(
     correct_field: str = "correct",
     source: str = "records",
 ) -> Selection:
-    """Algorithm 1 (Gaussian-guided PPL sampling) with a global per-query cap; see the module docstring."""
+    """Algorithm 1 (Gaussian-guided PPL sampling) with a global per-query cap; see the module docstring.
+
+    Bins are walked low to high, each longest response first (``length_field``, else the response's
+    characters; ties in a seeded random order); a record whose query is at ``max_per_query`` is passed
+    over. ``redistribute`` then moves shortfalls to the nearest bins with supply (:func:`gaussian_pick`).
+    """
     _check(n, max_per_query)
     binning = Binning(ppl_min, ppl_max, bin_width)
     targets = gaussian_targets(n, binning, mu=mu, sigma=sigma)
-    cols = _columns(records, locals(), lengths=True)
+    cols = extract_columns(records, ppl_field=ppl_field, group_field=group_field, correct_field=correct_field,
+                           length_field=length_field, response_field=response_field, source=source)
     bins = binning.index(cols.ppl)
     pool = _pool(cols, want_correct=True if verified_only else None, ppl_ok=bins >= 0, range_label="out_of_range")
     bins = np.where(pool.eligible, bins, -1)
     pick = gaussian_pick(bins, cols.length, cols.group, targets, max_per_query=max_per_query, seed=seed,
                          redistribute=redistribute)
     params = dict(n=n, mu=mu, sigma=sigma, ppl_min=ppl_min, ppl_max=ppl_max, bin_width=bin_width,
-                  max_per_query=max_per_query, seed=seed, redistribute=redistribute)
+                  max_per_query=max_per_query, seed=seed, redistribute=redistribute, verified_only=verified_only)
     sel = _finish("gaussian", records, pool, pick.indices, pick.skipped_cap, binning, params,
                   target=targets, moved_in=pick.moved_in if redistribute else None)
-    short = np.maximum(targets - sel.selected_hist, 0)
-    sel.stats.update(short_bins=int((short > 0).sum()), shortfall=max(0, n - len(sel.indices)),
+    sel.stats.update(short_bins=int((sel.selected_hist < targets).sum()), shortfall=n - len(sel.indices),
                      redistributed=int(pick.moved_in.sum()))
     return sel
 
 
-def _select_ordered(method: str, records: Sequence[dict], n: int, kw: dict[str, Any], *, want_correct: bool | None,
-                    ppl_ok=None, range_label: str = "out_of_range", key=None) -> Selection:
-    """Shared body of the non-binned methods: filter, order by ``key(ppl)`` (random ties), capped walk."""
-    _check(n, kw["max_per_query"])
-    cols = _columns(records, kw)
-    ok = None if ppl_ok is None else ppl_ok(cols.ppl)
-    pool = _pool(cols, want_correct=want_correct, ppl_ok=ok, range_label=range_label)
-    tie = _tiebreak(len(cols.ppl), kw["seed"])
-    order = np.lexsort((tie,) if key is None else (tie, key(cols.ppl)))
-    order = order[pool.eligible[order]]
-    picked, skipped = take_capped(order, cols.group, kw["max_per_query"], n)
-    params = {k: kw[k] for k in ("n", "max_per_query", "seed", "ppl_min", "ppl_max", "min_ppl", "max_ppl") if k in kw}
-    return _finish(method, records, pool, picked, skipped, _display_binning(cols.ppl[pool.eligible], kw["bin_width"]),
-                   params)
+def _select_ordered(
+    method: str,
+    records: Sequence[dict],
+    n: int,
+    *,
+    key: Callable[[np.ndarray], np.ndarray] | None,
+    want_correct: bool | None,
+    ppl_ok: Callable[[np.ndarray], np.ndarray] | None = None,
+    range_label: str = "out_of_range",
+    max_per_query: int,
+    seed: int,
+    ppl_field: str,
+    group_field: str,
+    correct_field: str,
+    bin_width: float,
+    source: str,
+    params: dict[str, Any],
+) -> Selection:
+    """Shared body of the non-binned methods: filter, order by ``key(ppl)`` (seeded random ties, or a
+    seeded shuffle when ``key`` is None), then the capped walk."""
+    _check(n, max_per_query)
+    cols = extract_columns(records, ppl_field=ppl_field, group_field=group_field, correct_field=correct_field,
+                           source=source)
+    pool = _pool(cols, want_correct=want_correct, ppl_ok=None if ppl_ok is None else ppl_ok(cols.ppl),
+                 range_label=range_label)
+    eligible = np.flatnonzero(pool.eligible)
+    order = eligible[seeded_order(len(eligible), seed, None if key is None else key(cols.ppl[eligible]))]
+    picked, skipped = take_capped(order, cols.group, max_per_query, n)
+    params = dict(n=n, **params, max_per_query=max_per_query, seed=seed)
+    return _finish(method, records, pool, picked, skipped, _display_binning(cols.ppl[eligible], bin_width), params)
 
 
-_COMMON = dict(verified_only=True, ppl_field="ppl", group_field="query", correct_field="correct",
-               response_field="response", length_field="n_tokens", source="records", bin_width=0.05)
+def select_lowest(records: Sequence[dict], n: int, *, max_per_query: int = 1, seed: int = 0,
+                  verified_only: bool = True, ppl_field: str = "ppl", group_field: str = "query",
+                  correct_field: str = "correct", bin_width: float = 0.05, source: str = "records") -> Selection:
+    """SFT_LP: the ``n`` lowest-PPL verified records, at most ``max_per_query`` per query (seeded ties)."""
+    return _select_ordered("lowest", records, n, key=lambda p: p, want_correct=True if verified_only else None,
+                           max_per_query=max_per_query, seed=seed, ppl_field=ppl_field, group_field=group_field,
+                           correct_field=correct_field, bin_width=bin_width, source=source,
+                           params=dict(verified_only=verified_only))
 
 
-def _verified(kw: dict[str, Any]) -> bool | None:
-    return True if kw["verified_only"] else None
-
-
-def select_lowest(records: Sequence[dict], n: int, *, max_per_query: int = 1, seed: int = 0, **options: Any) -> Selection:
-    """SFT_LP: the ``n`` lowest-PPL verified records, at most ``max_per_query`` per query (random ties)."""
-    kw = {**_COMMON, **options, "n": n, "max_per_query": max_per_query, "seed": seed}
-    return _select_ordered("lowest", records, n, kw, want_correct=_verified(kw), key=lambda p: p)
-
-
-def select_highest(records: Sequence[dict], n: int, *, max_per_query: int = 1, seed: int = 0, **options: Any) -> Selection:
+def select_highest(records: Sequence[dict], n: int, *, max_per_query: int = 1, seed: int = 0,
+                   verified_only: bool = True, ppl_field: str = "ppl", group_field: str = "query",
+                   correct_field: str = "correct", bin_width: float = 0.05, source: str = "records") -> Selection:
     """The ``n`` highest-PPL verified records (an ablation), at most ``max_per_query`` per query."""
-    kw = {**_COMMON, **options, "n": n, "max_per_query": max_per_query, "seed": seed}
-    return _select_ordered("highest", records, n, kw, want_correct=_verified(kw), key=lambda p: -p)
+    return _select_ordered("highest", records, n, key=lambda p: -p, want_correct=True if verified_only else None,
+                           max_per_query=max_per_query, seed=seed, ppl_field=ppl_field, group_field=group_field,
+                           correct_field=correct_field, bin_width=bin_width, source=source,
+                           params=dict(verified_only=verified_only))
 
 
-def select_random(records: Sequence[dict], n: int, *, max_per_query: int = 1, seed: int = 0, **options: Any) -> Selection:
-    """SFT: ``n`` verified records drawn uniformly at random, at most ``max_per_query`` per query."""
-    kw = {**_COMMON, **options, "n": n, "max_per_query": max_per_query, "seed": seed}
-    return _select_ordered("random", records, n, kw, want_correct=_verified(kw))
+def select_random(records: Sequence[dict], n: int, *, max_per_query: int = 1, seed: int = 0,
+                  verified_only: bool = True, ppl_field: str = "ppl", group_field: str = "query",
+                  correct_field: str = "correct", bin_width: float = 0.05, source: str = "records") -> Selection:
+    """SFT: ``n`` verified records drawn uniformly at random, at most ``max_per_query`` per query.
+
+    Records without a finite PPL are dropped like everywhere else, so every method draws from one pool.
+    """
+    return _select_ordered("random", records, n, key=None, want_correct=True if verified_only else None,
+                           max_per_query=max_per_query, seed=seed, ppl_field=ppl_field, group_field=group_field,
+                           correct_field=correct_field, bin_width=bin_width, source=source,
+                           params=dict(verified_only=verified_only))
 
 
 def select_interval(records: Sequence[dict], n: int, *, ppl_min: float, ppl_max: float, max_per_query: int = 1,
-                    seed: int = 0, **options: Any) -> Selection:
+                    seed: int = 0, verified_only: bool = True, ppl_field: str = "ppl", group_field: str = "query",
+                    correct_field: str = "correct", bin_width: float = 0.05, source: str = "records") -> Selection:
     """Interval sampling (the paper's PPL-range ablation): random records with ppl_min <= PPL <= ppl_max."""
     if not ppl_max >= ppl_min:
         raise OxaError(f"interval needs ppl_min <= ppl_max, got [{ppl_min}, {ppl_max}]")
-    kw = {**_COMMON, **options, "n": n, "max_per_query": max_per_query, "seed": seed, "ppl_min": ppl_min,
-          "ppl_max": ppl_max}
-    return _select_ordered("interval", records, n, kw, want_correct=_verified(kw),
-                           ppl_ok=lambda p: (p >= ppl_min) & (p <= ppl_max))
+    return _select_ordered("interval", records, n, key=None, want_correct=True if verified_only else None,
+                           ppl_ok=lambda p: (p >= ppl_min) & (p <= ppl_max), max_per_query=max_per_query,
+                           seed=seed, ppl_field=ppl_field, group_field=group_field, correct_field=correct_field,
+                           bin_width=bin_width, source=source,
+                           params=dict(ppl_min=ppl_min, ppl_max=ppl_max, verified_only=verified_only))
 
 
 def select_errors(records: Sequence[dict], n: int, *, min_ppl: float = 1.2, max_ppl: float | None = None,
-                  max_per_query: int = 1, seed: int = 0, **options: Any) -> Selection:
+                  max_per_query: int = 1, seed: int = 0, ppl_field: str = "ppl", group_field: str = "query",
+                  correct_field: str = "correct", bin_width: float = 0.05, source: str = "records") -> Selection:
     """Error mining (the UL set): the lowest-PPL records with ``correct == False`` and PPL >= ``min_ppl``.
 
-    The floor drops degenerate, repetitive samples that the model finds trivially likely; ``max_ppl``
-    optionally bounds the other side.
+    These are the model's high-confidence errors. The floor drops degenerate, repetitive samples the
+    model finds trivially likely; ``max_ppl`` optionally bounds the other side. Equivalent to the
+    reference's "each query's lowest ``max_per_query``, then the global lowest ``n``".
     """
-    kw = {**_COMMON, **options, "n": n, "max_per_query": max_per_query, "seed": seed, "min_ppl": min_ppl,
-          "max_ppl": max_ppl}
     hi = math.inf if max_ppl is None else max_ppl
-    return _select_ordered("errors", records, n, kw, want_correct=False, range_label="outside_ppl_bounds",
-                           ppl_ok=lambda p: (p >= min_ppl) & (p <= hi), key=lambda p: p)
+    return _select_ordered("errors", records, n, key=lambda p: p, want_correct=False,
+                           ppl_ok=lambda p: (p >= min_ppl) & (p <= hi), range_label="outside_ppl_bounds",
+                           max_per_query=max_per_query, seed=seed, ppl_field=ppl_field, group_field=group_field,
+                           correct_field=correct_field, bin_width=bin_width, source=source,
+                           params=dict(min_ppl=min_ppl, max_ppl=max_ppl))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -567,28 +610,26 @@ class SelectConfig(StageConfig):
 
 def side_paths(output: str | os.PathLike) -> tuple[Path, Path]:
     """Where the histogram report goes: ``<OUT stem>.hist.json`` and ``<OUT stem>.hist.png`` beside OUT."""
-    out = Path(output)
-    stem = out.name.split(".")[0] or out.name
-    return out.with_name(stem + ".hist.json"), out.with_name(stem + ".hist.png")
+    base = Path(output).with_suffix("")
+    return base.with_name(base.name + ".hist.json"), base.with_name(base.name + ".hist.png")
 
 
 def run_selection(records: Sequence[dict], config: SelectConfig, *, source: str = "records") -> Selection:
     """Dispatch ``config.method`` on in-memory records."""
     c = config
-    common = dict(verified_only=not c.keep_unverified, ppl_field=c.ppl_field, group_field=c.group_field or c.fields.query,
-                  correct_field=c.correct_field, response_field=c.fields.response, length_field=c.length_field,
-                  source=source)
+    common: dict[str, Any] = dict(max_per_query=c.max_per_query, seed=c.seed, ppl_field=c.ppl_field,
+                                  group_field=c.group_field or c.fields.query, correct_field=c.correct_field,
+                                  bin_width=c.bin_width, source=source)
+    if c.method == "errors":
+        return select_errors(records, c.n, min_ppl=c.min_ppl, **common)
+    common["verified_only"] = not c.keep_unverified
     if c.method == "gaussian":
         return select_gaussian(records, c.n, mu=c.mu, sigma=c.sigma, ppl_min=c.ppl_min, ppl_max=c.ppl_max,
-                               bin_width=c.bin_width, max_per_query=c.max_per_query, seed=c.seed,
-                               redistribute=c.redistribute, **common)
-    kw = dict(max_per_query=c.max_per_query, seed=c.seed, bin_width=c.bin_width, **common)
-    if c.method == "errors":
-        kw.pop("verified_only")
-        return select_errors(records, c.n, min_ppl=c.min_ppl, **kw)
+                               redistribute=c.redistribute, length_field=c.length_field,
+                               response_field=c.fields.response, **common)
     if c.method == "interval":
-        return select_interval(records, c.n, ppl_min=c.ppl_min, ppl_max=c.ppl_max, **kw)
-    return {"lowest": select_lowest, "highest": select_highest, "random": select_random}[c.method](records, c.n, **kw)
+        return select_interval(records, c.n, ppl_min=c.ppl_min, ppl_max=c.ppl_max, **common)
+    return {"lowest": select_lowest, "highest": select_highest, "random": select_random}[c.method](records, c.n, **common)
 
 
 def select_file(config: SelectConfig) -> tuple[Selection, dict[str, int]]:

@@ -95,6 +95,9 @@ def print_summary(sel: Selection, skipped_lines: int = 0) -> None:
         if sel.params.get("redistribute"):
             table.add_row("redistributed to neighbouring bins", f"{s['redistributed']:,}")
     console.print(table)
+    if s.get("no_verdicts"):
+        console.print("[yellow]warning:[/] no record has a verifier verdict ('correct'): selected from unverified "
+                      "data; run oxa verify first to train only on correct responses")
     short = sel.short_bins
     if short:
         bins = Table(title="bins short of target", title_justify="left")
