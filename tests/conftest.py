@@ -47,3 +47,12 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
 
     model = build_tiny_model(tiny_tokenizer, hidden=64, layers=2, heads=4, kv_heads=2, seed=0)
     return save_tiny(model, tiny_tokenizer, tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def synth_base_model(tmp_path_factory) -> tuple[Path, Path]:
+    """The synthetic world's quick base model, pre-trained once per session: (cache root, model dir)."""
+    from oxa.synth.basemodel import QUICK_BASE, build_base_model
+
+    cache = tmp_path_factory.mktemp("oxa-cache")
+    return cache, build_base_model(QUICK_BASE, cache=cache, progress=False)

@@ -1,0 +1,60 @@
+"""`oxa demo --quick` end to end in a temporary directory, and stage reuse on a re-run."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from typer.testing import CliRunner
+
+from oxa.cli import app
+from oxa.io import read_records
+
+
+def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model):
+    cache, model_dir = synth_base_model
+    out = tmp_path / "run"
+    args = ["demo", "--quick", "--out", str(out), "--cache", str(cache), "--workers", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    stages = manifest["stages"]
+    assert list(stages) == ["world", "base_model", "verify", "score", "select", "report"]
+    assert stages["base_model"]["model"] == str(model_dir)  # the cached model, not a new one
+
+    teacher = read_records(out / "world" / "teacher.jsonl")
+    verified = read_records(out / "data" / "verified.jsonl")
+    assert len(verified) == len(teacher) == stages["world"]["counts"]["teacher"]
+    assert all(r["correct"] == (r["planted_error"] is None) == (r["first_error"] is None) for r in verified)
+    scored = read_records(out / "data" / "scored.jsonl")
+    assert all(r["ppl"] > 1.0 and r["n_tokens"] > 0 for r in scored)
+
+    # the lowest-PPL selection is, independently recomputed, the n queries whose best correct PPL is lowest
+    best: dict[str, float] = defaultdict(lambda: float("inf"))
+    for r in scored:
+        if r["correct"]:
+            best[r["query_id"]] = min(best[r["query_id"]], r["ppl"])
+    n = stages["select"]["params"]["n"]
+    lowest = read_records(out / "data" / "ce_lowest.jsonl")
+    assert sorted(r["ppl"] for r in lowest) == sorted(best.values())[:n]
+    for method in ("gaussian", "random"):
+        chosen = read_records(out / "data" / f"ce_{method}.jsonl")
+        assert 0 < len(chosen) <= n and all(r["correct"] for r in chosen)
+        assert len({r["query_id"] for r in chosen}) == len(chosen)  # one per query
+
+    report = (out / "report.md").read_text()
+    assert "| gaussian |" in report and "median PPL" in report
+    for png in ("plots/ppl_pool.png", "plots/ppl_selections.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # a re-run reuses every stage; changing the selection settings redoes only select and report
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert all(s["reused"] for s in json.loads((out / "manifest.json").read_text())["stages"].values())
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("select:\n  share: 0.25\n")
+    third = CliRunner().invoke(app, args + ["--config", str(cfg)])
+    assert third.exit_code == 0, third.output
+    stages3 = json.loads((out / "manifest.json").read_text())["stages"]
+    assert [name for name, s in stages3.items() if not s["reused"]] == ["select", "report"]
+    assert stages3["select"]["params"]["n"] < n
