@@ -68,8 +68,11 @@ def prepare_data(config: TrainConfig, tokenizer, *, log=print):
     return ce, ul, summary
 
 
-def train(config: TrainConfig, *, log=print) -> Path:
-    """Fine-tune ``config.model`` with ``config.method``; returns the directory of the saved model."""
+def train(config: TrainConfig, *, log=print, callbacks: list | None = None) -> Path:
+    """Fine-tune ``config.model`` with ``config.method``; returns the directory of the saved model.
+
+    ``callbacks`` are extra ``transformers.TrainerCallback`` objects (early stopping, custom logging).
+    """
     import torch
     from transformers import TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
@@ -115,7 +118,7 @@ def train(config: TrainConfig, *, log=print) -> Path:
         dataloader_pin_memory=torch.cuda.is_available(),
         deepspeed=str(config.deepspeed) if config.deepspeed else None,
         remove_unused_columns=False,
-        **config.trainer_args,
+        **{"ddp_find_unused_parameters": False, **config.trainer_args},
     )
     model = load_training_model(config)
     trainer = OxaTrainer(
@@ -123,7 +126,7 @@ def train(config: TrainConfig, *, log=print) -> Path:
         data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
         composer=composer, alpha=config.alpha if config.uses_ul else 0.0,
         per_sequence=config.normalization == "sequence", gce=config.generalized_ce(),
-        loss_chunk_size=config.loss_chunk_size,
+        loss_chunk_size=config.loss_chunk_size, callbacks=callbacks,
     )
     resume = config.resume_from_checkpoint
     if resume == "latest":

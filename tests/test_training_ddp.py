@@ -1,0 +1,135 @@
+"""Two CPU processes (torchrun, gloo): exact CE/UL counts per step, identical parameters on both ranks, and the
+first step's update equal to a single-process full-batch computation of the paper's loss.
+
+This file is also the worker that torchrun starts (``python tests/test_training_ddp.py WORKDIR``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+CE_PER_STEP, UL_PER_STEP, ALPHA, LR, STEPS = 3, 2, 0.5, 0.5, 3
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def records(n: int, offset: int, wrong: bool) -> list[dict]:
+    rows = []
+    for i in range(n):
+        a, b = 3 + i + offset, 11 + 2 * i
+        answer = a + b + (1 if wrong else 0)
+        rows.append({"query": f"What is {a} + {b}?", "response": f"<think>{a} + {b} = {answer}</think> \\boxed{{{answer}}}"})
+    return rows
+
+
+def config(work: Path):
+    from oxa.training import TrainConfig
+
+    return TrainConfig(
+        model=str(work / "model"), output_dir=work / "out", method="oxa-full",
+        ce_data=work / "ce.jsonl", ul_data=work / "ul.jsonl", prompt={"suffix": ""},
+        ce_per_step=CE_PER_STEP, ul_per_step=UL_PER_STEP, micro_batch_size=1, alpha=ALPHA,
+        learning_rate=LR, lr_scheduler_type="constant", warmup_ratio=0.0, max_grad_norm=0.0, max_steps=STEPS,
+        trainer_args={"optim": "sgd"}, seed=5,
+    )
+
+
+def worker(work: Path) -> None:
+    """Runs on each rank: train, recording the rows of every micro-batch and the parameters after step 1."""
+    from transformers import TrainerCallback
+
+    from oxa.training import train
+    from oxa.training.data import Collator
+
+    rank = int(os.environ["RANK"])
+    seen: list[list[list]] = []
+    original = Collator.__call__
+
+    def recording(self, items):
+        seen.append([[row.kind, row.index, row.filler] for _, row in items])
+        return original(self, items)
+
+    Collator.__call__ = recording
+
+    class SaveAfterFirstStep(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if state.global_step == 1:
+                torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, work / f"step1_rank{rank}.pt")
+
+    train(config(work), callbacks=[SaveAfterFirstStep()])
+    (work / f"rows_rank{rank}.json").write_text(json.dumps(seen))
+
+
+@pytest.mark.distributed
+def test_two_processes_match_single_process_full_batch(tmp_path, tiny_model_dir):
+    import shutil
+
+    from oxa.io import write_records
+
+    shutil.copytree(tiny_model_dir, tmp_path / "model")
+    ce, ul = records(9, 0, wrong=False), records(4, 50, wrong=True)  # 3 full steps of 3 CE
+    write_records(tmp_path / "ce.jsonl", ce)
+    write_records(tmp_path / "ul.jsonl", ul)
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           __file__, str(tmp_path)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    # exact counts per optimizer step over both processes
+    rows = [json.loads((tmp_path / f"rows_rank{r}.json").read_text()) for r in range(2)]
+    ga = -(-(CE_PER_STEP + UL_PER_STEP) // 2)  # micro-batches per process per step (micro_batch_size 1)
+    assert len(rows[0]) == len(rows[1]) == STEPS * ga
+    steps = []
+    for s in range(STEPS):
+        step_rows = [r for rank in rows for mb in rank[s * ga:(s + 1) * ga] for r in mb if not r[2]]
+        assert sum(k == 0 for k, _, _ in step_rows) == CE_PER_STEP
+        assert sum(k == 1 for k, _, _ in step_rows) == UL_PER_STEP
+        steps.append(step_rows)
+
+    # identical parameters on both ranks
+    p0, p1 = (torch.load(tmp_path / f"step1_rank{r}.pt") for r in range(2))
+    assert all(torch.equal(p0[k], p1[k]) for k in p0)
+
+    # the first SGD step equals a single-process full-batch gradient of the per-sequence-mean CE + alpha UL
+    from transformers import AutoModelForCausalLM
+
+    from oxa.models import load_tokenizer
+    from oxa.prompting import PromptFormat, encode_example
+
+    tok = load_tokenizer(tmp_path / "model")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model", dtype=torch.float32)
+    fmt = PromptFormat(suffix="")
+    ce_terms, ul_terms = [], []
+    for kind, index, _ in steps[0]:
+        rec = (ce if kind == 0 else ul)[index]
+        enc = encode_example(tok, rec["query"], rec["response"], fmt)
+        ids = torch.tensor([enc.input_ids])
+        logp = torch.log_softmax(model(ids).logits[0, :-1].double(), -1)
+        tok_logp = logp.gather(1, ids[0, 1:, None]).squeeze(1)[enc.n_prompt - 1:]
+        if kind == 0:
+            ce_terms.append(-tok_logp.mean())
+        else:
+            ul_terms.append(-torch.log1p(-tok_logp.exp()).mean())
+    loss = torch.stack(ce_terms).mean() + ALPHA * torch.stack(ul_terms).mean()
+    loss.backward()
+    for name, param in model.named_parameters():
+        expected = param.detach() - LR * param.grad
+        assert (p0[name] - expected).abs().max().item() < 2e-5, name
+
+
+if __name__ == "__main__":
+    worker(Path(sys.argv[1]))
