@@ -1,7 +1,27 @@
-"""`oxa report`: being written (see the issue tracker)."""
+"""`oxa report`: a markdown comparison of runs with Pass@k, entropy, difficulty and PPL plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from oxa.commands.common import console
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("report")
+    def report(
+        runs: Annotated[list[Path], typer.Argument(help="Run directories (each holding an `oxa eval` results.json).")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Directory for report.md and its PNGs.")] = Path("report"),
+        name: Annotated[Optional[list[str]], typer.Option("--name", help="Display name per run, in order (repeatable).")] = None,
+        baseline: Annotated[Optional[Path], typer.Option(
+            "--baseline", help="Run (dir or name) whose pass counts define difficulty buckets (Figure 2d).")] = None,
+        title: Annotated[str, typer.Option("--title", help="Report title.")] = "OXA run comparison",
+    ) -> None:
+        """Compare runs: Table-1-style Pass@1/Pass@k, Pass@k curves, entropy, gains by difficulty, PPL histograms."""
+        from oxa.report import build_report
+
+        path = build_report(runs, output, names=name, baseline=baseline, title=title)
+        console.print(f"wrote {path} and its plots")

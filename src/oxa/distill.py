@@ -1,0 +1,169 @@
+"""`oxa distill`: self-distillation and error mining, the data behind OXA_Full's unlikelihood term.
+
+The paper (section 3.2, reference.md section 2): train an instruction model on a small teacher set,
+let it answer the training queries itself, verify the answers, score the *incorrect* ones with the
+*pre-trained* model, and keep the lowest-PPL errors (PPL >= 1.2 to drop degenerate repetition, one per
+query, the global lowest N): confident mistakes the base model would make, to be suppressed.
+
+Every step writes one artefact in the run directory, atomically, and a re-run skips the steps whose
+artefact exists (generation and scoring also resume inside the step):
+
+    teacher_subset.jsonl  the small teacher set (verified records when the data has ``correct``)
+    instruct/             the instruction model trained on it (oxa.training, method sft)
+    samples.jsonl         its own samples for the training queries (oxa.generation)
+    verified.jsonl        the samples with correct / pred (oxa.verify)
+    errors_scored.jsonl   the incorrect samples with the base model's ppl (oxa.scoring)
+    ul_set.jsonl          the selected errors (oxa.selection.select_errors), + ul_set.hist.json
+    distill.json          settings and per-step counts
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from oxa.config import StageConfig
+from oxa.errors import OxaError
+from oxa.generation import SamplingConfig
+from oxa.io import read_records, write_json, write_records
+from oxa.prompting import PromptFormat
+from oxa.records import Fields
+
+
+def _distill_sampling() -> SamplingConfig:
+    return SamplingConfig(n=4, max_new_tokens=4096)
+
+
+class DistillConfig(StageConfig):
+    base_model: str = Field(description="the pre-trained model: initialises the instruct model and scores errors")
+    teacher: Path = Field(description="teacher records (query, response, answer; `correct` if verified)")
+    output: Path = Field(description="run directory")
+    teacher_n: int = Field(1000, ge=1, description="size of the small teacher set")
+    queries: Path | None = Field(None, description="queries to self-distil on; default the teacher file's")
+    query_limit: int | None = Field(None, ge=1)
+    n_errors: int = Field(50_000, ge=1, description="size of the UL set (global N)")
+    min_ppl: float = 1.2
+    max_per_query: int = Field(1, ge=1)
+    seed: int = 0
+    train: dict[str, Any] = Field(default_factory=dict, description="further TrainConfig settings for the instruct model")
+    sampling: SamplingConfig = Field(default_factory=_distill_sampling)
+    fields: Fields = Field(default_factory=Fields)
+    prompt: PromptFormat = Field(default_factory=PromptFormat)
+    token_budget: int = Field(16384, ge=1, description="padded tokens per scoring batch")
+    workers: int = Field(2, ge=1, description="grading processes")
+    grade_timeout: float = Field(5.0, gt=0)
+    skip_bad: bool = False
+    progress: bool = True
+
+
+STEPS = ("teacher_subset", "train", "generate", "verify", "score", "select")
+
+
+def distill(cfg: DistillConfig, *, log: Callable[[str], None] = print) -> Path:
+    """Run the missing steps; returns the path of the UL set."""
+    run = Path(cfg.output)
+    run.mkdir(parents=True, exist_ok=True)
+    manifest_path = run / "distill.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+    settings = json.loads(cfg.model_dump_json(exclude={"progress", "workers"}))
+    if manifest.get("settings") not in (None, settings):
+        raise OxaError(f"{run}: holds a distill run with other settings; use another --output or delete {manifest_path}")
+    manifest["settings"] = settings
+    steps = manifest.setdefault("steps", {})
+
+    def step(name: str, artefact: Path, work: Callable[[], dict]) -> None:
+        if artefact.exists() and name in steps:
+            log(f"[{name}] done earlier: {artefact}")
+            return
+        start = time.perf_counter()
+        log(f"[{name}] ...")
+        counts = work()
+        steps[name] = {"output": str(artefact), "seconds": round(time.perf_counter() - start, 1), **counts}
+        write_json(manifest_path, manifest)
+        log(f"[{name}] {counts}")
+
+    subset, model_dir = run / "teacher_subset.jsonl", run / "instruct"
+    samples, verified = run / "samples.jsonl", run / "verified.jsonl"
+    scored, ul_set = run / "errors_scored.jsonl", run / "ul_set.jsonl"
+    step("teacher_subset", subset, lambda: _teacher_subset(cfg, subset))
+    step("train", model_dir / "oxa_train.json", lambda: _train(cfg, subset, model_dir))
+    step("generate", samples, lambda: _generate(cfg, model_dir, samples))
+    step("verify", verified, lambda: _verify(cfg, samples, verified))
+    step("score", scored, lambda: _score(cfg, verified, scored))
+    step("select", ul_set, lambda: _select(cfg, scored, ul_set))
+    return ul_set
+
+
+def _teacher_subset(cfg: DistillConfig, out: Path) -> dict:
+    """``teacher_n`` records drawn with ``seed``; only verified-correct ones if the data says so."""
+    records = read_records(cfg.teacher, skip_bad=cfg.skip_bad)
+    verified = [r for r in records if r.get("correct") is True]
+    pool = verified if any("correct" in r for r in records) else records
+    if not pool:
+        raise OxaError(f"{cfg.teacher}: no verified-correct teacher records to train on")
+    chosen = random.Random(cfg.seed).sample(range(len(pool)), min(cfg.teacher_n, len(pool)))
+    write_records(out, [pool[i] for i in sorted(chosen)])
+    return {"teacher_records": len(records), "eligible": len(pool), "chosen": len(chosen)}
+
+
+def _train(cfg: DistillConfig, subset: Path, model_dir: Path) -> dict:
+    from oxa.training import TrainConfig, train
+
+    settings = {"model": cfg.base_model, "output_dir": model_dir, "method": "sft", "ce_data": subset,
+                "fields": cfg.fields, "prompt": cfg.prompt, "seed": cfg.seed, **cfg.train}
+    saved = Path(train(TrainConfig.model_validate(settings)))
+    if saved.resolve() != model_dir.resolve():
+        raise OxaError(f"training saved the model in {saved}, expected {model_dir}; do not set output_dir in `train`")
+    return {"model": str(saved)}
+
+
+def _generate(cfg: DistillConfig, model_dir: Path, out: Path) -> dict:
+    from oxa.generation import GenerateConfig, generate_file
+
+    gen = GenerateConfig(**cfg.sampling.model_dump(exclude={"prompt"}), prompt=cfg.prompt, model=str(model_dir),
+                         input=cfg.queries or cfg.teacher, output=out, limit=cfg.query_limit, fields=cfg.fields,
+                         skip_bad=cfg.skip_bad, progress=cfg.progress)
+    generate_file(gen)
+    return {"samples": sum(1 for _ in open(out, encoding="utf-8"))}
+
+
+def _verify(cfg: DistillConfig, samples: Path, out: Path) -> dict:
+    from oxa.verify import verify_records
+
+    records, summary = verify_records(read_records(samples), cfg.fields, workers=cfg.workers,
+                                      timeout=cfg.grade_timeout, progress=cfg.progress, source=str(samples))
+    write_records(out, records)
+    return {"verified": len(records), "correct": sum(bool(r["correct"]) for r in records)}
+
+
+def _score(cfg: DistillConfig, verified: Path, out: Path) -> dict:
+    """The incorrect samples' PPL under the *pre-trained* model (resumable through ``oxa.scoring``)."""
+    from oxa.scoring import ScoreConfig, score_file
+
+    incorrect = out.with_name("errors.jsonl")
+    errors = [r for r in read_records(verified) if r.get("correct") is False]
+    if not errors:
+        raise OxaError(f"{verified}: the instruct model made no errors to mine; sample more (sampling.n) or more queries")
+    if not incorrect.exists():
+        write_records(incorrect, errors)
+    summary = score_file(ScoreConfig(input=incorrect, output=out, model=cfg.base_model, fields=cfg.fields,
+                                     prompt=cfg.prompt, token_budget=cfg.token_budget, progress=cfg.progress))
+    incorrect.unlink()
+    return {"incorrect": len(errors), "without_ppl": summary.nan if summary else None}
+
+
+def _select(cfg: DistillConfig, scored: Path, out: Path) -> dict:
+    from oxa.selection import select_errors, side_paths
+
+    selection = select_errors(read_records(scored), cfg.n_errors, min_ppl=cfg.min_ppl,
+                              max_per_query=cfg.max_per_query, seed=cfg.seed, group_field=cfg.fields.query,
+                              source=str(scored))
+    write_json(side_paths(out)[0], selection.histogram())
+    write_records(out, selection.records)
+    return {"selected": len(selection.records), **{f"pool_{k}": v for k, v in selection.stats.items()}}

@@ -1,0 +1,299 @@
+"""`oxa report`: compare runs in one markdown page with the paper's table and figures.
+
+A run directory is anything holding an ``oxa eval`` ``results.json`` (directly or one level down,
+e.g. ``RUN/eval/results.json``); PPL histogram reports written by ``oxa select`` (``*.hist.json``)
+found in it are drawn too. The page has:
+
+* a Table-1-style comparison: Pass@1 and Pass@k (k = n) per benchmark and their "Avg." (in %);
+* ``passk.png``: Pass@k curves per method and benchmark (Figure 3);
+* ``entropy.png``: policy entropy and mean response length per method;
+* ``difficulty.png``: Pass@1 gains over a baseline by the baseline's pass-count bucket (Figure 2d),
+  with ``--baseline RUN`` (or from the buckets ``oxa eval --reference`` stored);
+* ``ppl_<run>_<selection>.png``: pool, selection and target PPL histograms.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from oxa.errors import OxaError
+from oxa.evaluation.difficulty import bucket_gains
+from oxa.io import write_text
+
+
+@dataclass
+class Run:
+    name: str
+    path: Path
+    results: dict
+    histograms: list[Path] = field(default_factory=list)
+
+    @property
+    def benchmarks(self) -> dict[str, dict]:
+        return self.results["benchmarks"]
+
+
+def load_run(path: str | Path, name: str | None = None) -> Run:
+    """The eval results and selection histograms of one run directory (or a results.json file)."""
+    path = Path(path)
+    if path.is_file():
+        results_file, root = path, path.parent
+    else:
+        found = sorted(path.glob("results.json")) or sorted(path.glob("*/results.json"))
+        if not found:
+            raise OxaError(f"{path}: no results.json (from `oxa eval`) in it or one level down")
+        if len(found) > 1:
+            raise OxaError(f"{path}: several results.json ({', '.join(str(f) for f in found)}); name one file")
+        results_file, root = found[0], path
+    try:
+        results = json.loads(results_file.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise OxaError(f"{results_file}: malformed JSON: {e}") from None
+    if not isinstance(results, dict) or not isinstance(results.get("benchmarks"), dict) or not results["benchmarks"]:
+        raise OxaError(f"{results_file}: not an `oxa eval` results.json (no 'benchmarks' mapping)")
+    hists = sorted(root.glob("*.hist.json")) + sorted(root.glob("*/*.hist.json"))
+    return Run(name or root.name or str(root), root, results, hists)
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def comparison_table(runs: list[Run]) -> str:
+    """Markdown: one row per run; Pass@1 and Pass@k (k = n) per benchmark, then their averages.
+
+    Benchmarks are the union over runs (a run lacking one shows "–"); the average of each run is over
+    the benchmarks it has, as in its results.json.
+    """
+    names = list(dict.fromkeys(b for r in runs for b in r.benchmarks))
+    head = ["Model"] + [f"{b} {m}" for b in names for m in ("Pass@1", f"Pass@{_k_label(runs, b)}")]
+    head += ["Avg. Pass@1", "Avg. Pass@k"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        cells = [r.name]
+        for b in names:
+            m = r.benchmarks.get(b)
+            cells += [_pct(m["pass@1"]) if m else "–", _pct(m["pass@k"][str(m["samples_per_problem"])]) if m else "–"]
+        avg = r.results.get("average", {})
+        cells += [_pct(avg.get("pass@1")), _pct(avg.get("pass@n"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _k_label(runs: list[Run], bench: str) -> str:
+    ks = sorted({r.benchmarks[bench]["samples_per_problem"] for r in runs if bench in r.benchmarks})
+    return "/".join(map(str, ks))
+
+
+def details_table(runs: list[Run]) -> str:
+    """Markdown: per run, averaged over its benchmarks: entropy, response length, truncation rate."""
+    lines = ["| Model | Entropy | Sampling entropy | Mean tokens | Cut at max tokens |", "|---|---|---|---|---|"]
+    for r in runs:
+        bs = list(r.benchmarks.values())
+        ent = [b["entropy"] for b in bs if b.get("entropy") is not None]
+        sent = [b["sampling_entropy"] for b in bs if b.get("sampling_entropy") is not None]
+        total = sum(sum(b["finish_reasons"].values()) for b in bs)
+        cut = sum(b["finish_reasons"].get("length", 0) for b in bs)
+        lines.append(f"| {r.name} | {_mean_str(ent, 3)} | {_mean_str(sent, 3)} | "
+                     f"{np.mean([b['mean_response_tokens'] for b in bs]):.1f} | {_pct(cut / total if total else None)}% |")
+    return "\n".join(lines)
+
+
+def _mean_str(values: list[float], digits: int) -> str:
+    return f"{np.mean(values):.{digits}f}" if values else "–"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    from oxa.io import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def _grid(count: int):
+    plt = _pyplot()
+    cols = min(count, 4)
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), dpi=110, squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def plot_passk(runs: list[Run], path: Path) -> Path:
+    """Pass@k against k (log2 axis), one panel per benchmark plus the average over shared benchmarks."""
+    names = list(dict.fromkeys(b for r in runs for b in r.benchmarks))
+    panels = names + (["Avg."] if len(names) > 1 else [])
+    fig, axes = _grid(len(panels))
+    for ax, bench in zip(axes, panels):
+        for i, r in enumerate(runs):
+            curve = r.results.get("average", {}).get("pass@k") if bench == "Avg." else r.benchmarks.get(bench, {}).get("pass@k")
+            if not curve:
+                continue
+            ks = sorted(curve, key=int)
+            ax.plot([int(k) for k in ks], [100 * curve[k] for k in ks], marker="o", ms=3, label=r.name, color=f"C{i}")
+        ax.set_xscale("log", base=2)
+        ax.set_title(bench)
+        ax.set_xlabel("k")
+        ax.set_ylabel("Pass@k (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Pass@k by method")
+    return _save(fig, path)
+
+
+def plot_entropy(runs: list[Run], path: Path) -> Path:
+    """Grouped bars per benchmark: policy entropy (left) and mean response length (right) of each run."""
+    plt = _pyplot()
+    names = list(dict.fromkeys(b for r in runs for b in r.benchmarks))
+    fig, (ax_h, ax_len) = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(names) * 2), 3.8), dpi=110)
+    width = 0.8 / len(runs)
+    x = np.arange(len(names))
+    for i, r in enumerate(runs):
+        ent = [r.benchmarks.get(b, {}).get("entropy") for b in names]
+        tokens = [r.benchmarks.get(b, {}).get("mean_response_tokens") for b in names]
+        ax_h.bar(x + i * width, [np.nan if v is None else v for v in ent], width, label=r.name, color=f"C{i}")
+        ax_len.bar(x + i * width, [np.nan if v is None else v for v in tokens], width, label=r.name, color=f"C{i}")
+    for ax, label in ((ax_h, "policy entropy (nats / token)"), (ax_len, "mean response length (tokens)")):
+        ax.set_xticks(x + width * (len(runs) - 1) / 2, names, rotation=30, ha="right")
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    ax_h.legend(fontsize=8)
+    fig.suptitle("Policy entropy and response length by method")
+    return _save(fig, path)
+
+
+def difficulty_gains(runs: list[Run], baseline: Run | None) -> dict[str, dict[str, list[dict]]]:
+    """benchmark -> run name -> bucket rows (see :func:`oxa.evaluation.bucket_gains`).
+
+    Against ``baseline`` when given (problems matched by id); otherwise the buckets each run's
+    ``oxa eval --reference`` stored.
+    """
+    out: dict[str, dict[str, list[dict]]] = {}
+    for r in runs:
+        if baseline is not None and r.path == baseline.path:
+            continue
+        for bench, m in r.benchmarks.items():
+            if baseline is not None:
+                if bench in baseline.benchmarks:
+                    out.setdefault(bench, {})[r.name] = bucket_gains(m["per_problem"], baseline.benchmarks[bench]["per_problem"])
+            elif m.get("difficulty"):
+                out.setdefault(bench, {})[r.name] = m["difficulty"]
+    return out
+
+
+def plot_difficulty(gains: dict[str, dict[str, list[dict]]], path: Path, baseline_name: str) -> Path:
+    """Grouped bars: Pass@1 gain (points) per baseline pass-count bucket, per benchmark panel."""
+    fig, axes = _grid(len(gains))
+    for ax, (bench, by_run) in zip(axes, gains.items()):
+        buckets = [row["bucket"] for row in next(iter(by_run.values()))]
+        width = 0.8 / len(by_run)
+        x = np.arange(len(buckets))
+        for i, (name, rows) in enumerate(by_run.items()):
+            ax.bar(x + i * width, [np.nan if row["gain"] is None else 100 * row["gain"] for row in rows], width,
+                   label=name, color=f"C{i + 1}")
+        counts = [max(row["problems"] for rows in by_run.values() for row in rows if row["bucket"] == b) for b in buckets]
+        ax.set_xticks(x + width * (len(by_run) - 1) / 2, [f"{b}\n(n={c})" for b, c in zip(buckets, counts)], fontsize=8)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_title(bench)
+        ax.set_xlabel(f"{baseline_name} pass count")
+        ax.set_ylabel("Pass@1 gain (points)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Gains over {baseline_name} by problem difficulty")
+    return _save(fig, path)
+
+
+def plot_selection_histogram(hist_json: Path, path: Path, title: str) -> Path:
+    """Redraw an ``oxa select`` histogram report (pool, selection, target) with :mod:`oxa.plots`."""
+    from oxa.plots import plot_ppl_histograms
+
+    data = json.loads(hist_json.read_text(encoding="utf-8"))
+    bins = data["bins"]
+    edges = np.array([b["lo"] for b in bins] + [bins[-1]["hi"]])
+    centres = (edges[:-1] + edges[1:]) / 2  # each count placed at its bin centre redraws the same histogram
+    series = {name: np.repeat(centres, [b[key] for b in bins]) for name, key in (("pool", "pool"), ("selected", "selected"))}
+    target = [b["target"] for b in bins] if "target" in bins[0] else None
+    return plot_ppl_histograms(series, path, target=target, bin_edges=edges, title=title)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
+
+
+def build_report(run_dirs: list[str | Path], out_dir: str | Path, *, names: list[str] | None = None,
+                 baseline: str | Path | None = None, title: str = "OXA run comparison") -> Path:
+    """Write ``out_dir/report.md`` and its PNGs; returns the markdown path."""
+    if names and len(names) != len(run_dirs):
+        raise OxaError(f"{len(names)} --name values for {len(run_dirs)} runs")
+    runs = [load_run(d, names[i] if names else None) for i, d in enumerate(run_dirs)]
+    if len({r.name for r in runs}) < len(runs):
+        raise OxaError("two runs share a name; give each a --name")
+    base = None
+    if baseline is not None:
+        base = next((r for r in runs if r.path == Path(baseline) or r.name == str(baseline)), None) or load_run(baseline)
+    out = Path(out_dir)
+    md = [f"# {title}", "", "Runs: " + ", ".join(f"`{r.name}` ({r.path}, model `{r.results.get('model')}`)" for r in runs), "",
+          "## Pass@1 and Pass@k (%)", "", comparison_table(runs), "",
+          "Pass@1 is the mean correctness over all samples; Pass@k is the unbiased estimator at k = n samples "
+          "per problem; Avg. is the unweighted mean over benchmarks.", "",
+          "## Pass@k curves", "", f"![Pass@k]({plot_passk(runs, out / 'passk.png').name})", "",
+          "## Policy entropy and response length", "", details_table(runs), "",
+          f"![entropy]({plot_entropy(runs, out / 'entropy.png').name})", "",
+          "Entropy: token mean over the sampled responses of the raw policy's next-token entropy (verl's); "
+          "sampling entropy: of the temperature / top-p distribution sampled from.", ""]
+    gains = difficulty_gains(runs, base)
+    if gains:
+        base_name = base.name if base else "reference"
+        md += ["## Gains by difficulty", "", f"![difficulty]({plot_difficulty(gains, out / 'difficulty.png', base_name).name})", ""]
+        for bench, by_run in gains.items():
+            md += [f"**{bench}** (buckets of {base_name}'s pass counts):", "",
+                   "| Method | " + " | ".join(f"{row['bucket']} (n={row['problems']})" for row in next(iter(by_run.values()))) + " |",
+                   "|---|" + "---|" * len(next(iter(by_run.values())))]
+            md += [f"| {name} | " + " | ".join("–" if row["gain"] is None else f"{100 * row['gain']:+.1f}" for row in rows) + " |"
+                   for name, rows in by_run.items()]
+            md.append("")
+    plots = [(r, h) for r in runs for h in r.histograms]
+    if plots:
+        md += ["## PPL distributions of the selected data", ""]
+        for r, h in plots:
+            stem = h.name.removesuffix(".hist.json")
+            png = plot_selection_histogram(h, out / f"ppl_{_slug(r.name)}_{_slug(stem)}.png", f"{r.name}: {stem}")
+            md += [f"![{r.name} {stem}]({png.name})", ""]
+    path = out / "report.md"
+    write_text(path, "\n".join(md))
+    return path
+
+
+def console_table(results: dict):
+    """A rich table of one results.json: Pass@1, Pass@k curve, entropy and length per benchmark."""
+    from rich.table import Table
+
+    table = Table(title=f"oxa eval: {results.get('model')}")
+    for col in ("benchmark", "problems x n", "Pass@1", "Pass@k", "entropy", "mean tokens"):
+        table.add_column(col)
+    for name, m in results["benchmarks"].items():
+        curve = " ".join(f"@{k}={_pct(v)}" for k, v in m["pass@k"].items())
+        table.add_row(name, f"{m['problems']} x {m['samples_per_problem']}", _pct(m["pass@1"]), curve,
+                      "–" if m["entropy"] is None else f"{m['entropy']:.3f}", f"{m['mean_response_tokens']:.1f}")
+    avg = results.get("average")
+    if avg and avg["benchmarks"] > 1:
+        table.add_row("Avg.", "", _pct(avg["pass@1"]), f"@n={_pct(avg['pass@n'])}", "", "")
+    return table

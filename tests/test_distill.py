@@ -1,0 +1,67 @@
+"""`oxa distill` end to end on a tiny model: every step's artefact, the UL set's rules, skipping on re-run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from oxa.io import read_records, write_records
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    rows = []
+    for i in range(12):
+        a, b = i + 3, 2 * i + 1
+        rows.append({"id": f"t{i}", "query": f"What is {a} + {b}?", "answer": str(a + b),
+                     "response": f"<think>\n{a} + {b} = {a + b}\n</think>\n\\boxed{{{a + b}}}", "correct": i != 5})
+    path = tmp_path_factory.mktemp("distill") / "teacher.jsonl"
+    write_records(path, rows)
+    return path
+
+
+def test_distill_pipeline_writes_every_step_and_skips_them_on_rerun(tmp_path, teacher, tiny_model_dir):
+    from oxa.distill import DistillConfig, distill
+
+    cfg = DistillConfig(
+        base_model=str(tiny_model_dir), teacher=teacher, output=tmp_path / "run", teacher_n=6, n_errors=5,
+        sampling={"n": 3, "max_new_tokens": 12, "temperature": 1.0, "batch_size": 16},
+        train={"max_steps": 2, "ce_per_step": 3, "learning_rate": 1e-3, "cutoff_len": 256},
+        progress=False,
+    )
+    logs: list[str] = []
+    ul = distill(cfg, log=logs.append)
+    run = tmp_path / "run"
+    subset = read_records(run / "teacher_subset.jsonl")
+    assert len(subset) == 6 and all(r["correct"] for r in subset)  # only verified teacher records
+    assert (run / "instruct" / "config.json").exists()
+    samples = read_records(run / "samples.jsonl")
+    assert len(samples) == 12 * 3
+    verified = read_records(run / "verified.jsonl")
+    assert [r["response"] for r in verified] == [r["response"] for r in samples]
+    scored = read_records(run / "errors_scored.jsonl")
+    assert len(scored) == sum(r["correct"] is False for r in verified)
+    selected = read_records(ul)
+    # the UL set: incorrect, PPL >= 1.2, one per query, the globally lowest PPLs
+    assert 0 < len(selected) <= 5
+    assert all(r["correct"] is False and r["ppl"] >= 1.2 for r in selected)
+    assert len({r["query"] for r in selected}) == len(selected)
+    best = {}
+    for r in scored:
+        if r["ppl"] is not None and r["ppl"] >= 1.2:
+            best[r["query"]] = min(best.get(r["query"], float("inf")), r["ppl"])
+    assert sorted(r["ppl"] for r in selected) == pytest.approx(sorted(best.values())[: len(selected)])
+    manifest = json.loads((run / "distill.json").read_text())
+    assert list(manifest["steps"]) == ["teacher_subset", "train", "generate", "verify", "score", "select"]
+
+    mtimes = {p.name: p.stat().st_mtime_ns for p in run.glob("*.jsonl")}
+    logs.clear()
+    distill(cfg, log=logs.append)
+    assert sum("done earlier" in line for line in logs) == 6
+    assert {p.name: p.stat().st_mtime_ns for p in run.glob("*.jsonl")} == mtimes
+
+    from oxa.errors import OxaError
+
+    with pytest.raises(OxaError, match="other settings"):
+        distill(cfg.model_copy(update={"n_errors": 3}), log=logs.append)
