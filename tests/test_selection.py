@@ -376,3 +376,43 @@ def test_side_paths_keep_the_output_stem():
     from oxa.selection import side_paths
 
     assert [p.name for p in side_paths("/d/ce.v2.jsonl")] == ["ce.v2.hist.json", "ce.v2.hist.png"]
+
+
+def test_arrow_columns_equal_record_columns(tmp_path):
+    from oxa.io import read_records, write_records
+    from oxa.selection import extract_columns, read_columns, read_rows
+
+    records = make_records(500, 80, 12)
+    records[7]["correct"] = None
+    for name in ("s.jsonl", "s.parquet"):
+        write_records(tmp_path / name, records)
+        back = read_records(tmp_path / name)
+        fast = read_columns(tmp_path / name, length_field="n_tokens")
+        slow = extract_columns(back, length_field="n_tokens")
+        assert fast is not None
+        np.testing.assert_array_equal(fast.ppl, slow.ppl)
+        np.testing.assert_array_equal(fast.correct, slow.correct)
+        np.testing.assert_array_equal(fast.length, slow.length)
+        # codes may be numbered differently; they must induce the same partition
+        assert len(set(zip(fast.group.tolist(), slow.group.tolist()))) == len(set(slow.group.tolist()))
+        assert read_rows(tmp_path / name, fast)(np.array([0, 3, 499])) == [back[0], back[3], back[499]]
+        sel_fast, sel_slow = select_gaussian(fast, 120, seed=1), select_gaussian(back, 120, seed=1)
+        assert sel_fast.indices.tolist() == sel_slow.indices.tolist() and sel_fast.records == []
+
+
+def test_irregular_files_take_the_record_reader(tmp_path, capsys):
+    from oxa.selection import read_columns
+
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"query": "a", "ppl": 2.0}\n{"query": 7, "ppl": 2.1}\n')
+    assert read_columns(mixed) is None
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "a", "ppl": 1.5, "n_tokens": 3, "correct": true}\n{oops\n'
+                   '{"query": "b", "ppl": 1.6, "n_tokens": 4, "correct": true}\n')
+    assert read_columns(bad) is None
+    code, err = run_cli(["select", str(bad), "-o", str(tmp_path / "o.jsonl"), "--n", "5", "--method", "lowest"], capsys)
+    assert code == 2 and "bad.jsonl:2" in err
+    code, err = run_cli(["select", str(bad), "-o", str(tmp_path / "o.jsonl"), "--n", "5", "--method", "lowest",
+                         "--skip-bad"], capsys)
+    assert code == 0 and [json.loads(x)["query"] for x in (tmp_path / "o.jsonl").read_text().splitlines()] == ["a", "b"]
+    assert "malformed lines skipped" in err

@@ -19,6 +19,7 @@ The CE methods keep only records the verifier marked ``correct == True`` when th
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -93,7 +94,7 @@ def _factorize(keys: list, records: Sequence[dict], name: str, source: str) -> n
             have = ", ".join(sorted(map(str, records[i]))) or "none"
             state = "is missing or null" if key is None else f"must be text or a number, got {type(key).__name__}"
             raise RecordError(f"{_where(source, i)}: group field {name!r} {state} (fields present: {have}); "
-                              "choose the field that identifies the query with --group-field") from None
+                              "name the field that identifies the query with --query-field or --group-field") from None
     return group
 
 
@@ -426,21 +427,32 @@ def _display_binning(ppl: np.ndarray, width: float) -> Binning:
     return Binning(lo, hi, width)
 
 
-def _finish(method: str, records: Sequence[dict], pool: _Pool, picked: np.ndarray, skipped_cap: int,
+def _as_columns(records: Sequence[dict] | Columns, *, length_field: str | None = None, **fields: str) -> Columns:
+    """Columns of in-memory records, or the given :class:`Columns` (then ``Selection.records`` stays empty
+    and the caller fetches the rows at ``Selection.indices``, as :func:`select_file` does)."""
+    if not isinstance(records, Columns):
+        return extract_columns(records, length_field=length_field, **fields)
+    if length_field is not None and records.length is None:
+        raise OxaError("the gaussian method needs response lengths, but the columns have none")
+    return records
+
+
+def _finish(method: str, records: Sequence[dict] | Columns, pool: _Pool, picked: np.ndarray, skipped_cap: int,
             binning: Binning, params: dict[str, Any], **extra: Any) -> Selection:
     ppl = pool.columns.ppl
     indices = np.sort(picked)
     pool_ppl = ppl[pool.eligible]
     stats = {**pool.stats, "skipped_query_cap": skipped_cap, "selected": len(indices)}
     return Selection(
-        method=method, records=[records[i] for i in indices], indices=indices, stats=stats, params=params,
+        method=method, records=[] if isinstance(records, Columns) else [records[i] for i in indices],
+        indices=indices, stats=stats, params=params,
         edges=binning.edges, pool_hist=binning.counts(pool_ppl), selected_hist=binning.counts(ppl[indices]),
         pool_ppl=pool_ppl, selected_ppl=ppl[indices], **extra,
     )
 
 
 def select_gaussian(
-    records: Sequence[dict],
+    records: Sequence[dict] | Columns,
     n: int,
     *,
     mu: float = 2.5,
@@ -468,8 +480,8 @@ def select_gaussian(
     _check(n, max_per_query)
     binning = Binning(ppl_min, ppl_max, bin_width)
     targets = gaussian_targets(n, binning, mu=mu, sigma=sigma)
-    cols = extract_columns(records, ppl_field=ppl_field, group_field=group_field, correct_field=correct_field,
-                           length_field=length_field, response_field=response_field, source=source)
+    cols = _as_columns(records, ppl_field=ppl_field, group_field=group_field, correct_field=correct_field,
+                       length_field=length_field, response_field=response_field, source=source)
     bins = binning.index(cols.ppl)
     pool = _pool(cols, want_correct=True if verified_only else None, ppl_ok=bins >= 0, range_label="out_of_range")
     bins = np.where(pool.eligible, bins, -1)
@@ -486,7 +498,7 @@ def select_gaussian(
 
 def _select_ordered(
     method: str,
-    records: Sequence[dict],
+    records: Sequence[dict] | Columns,
     n: int,
     *,
     key: Callable[[np.ndarray], np.ndarray] | None,
@@ -505,8 +517,8 @@ def _select_ordered(
     """Shared body of the non-binned methods: filter, order by ``key(ppl)`` (seeded random ties, or a
     seeded shuffle when ``key`` is None), then the capped walk."""
     _check(n, max_per_query)
-    cols = extract_columns(records, ppl_field=ppl_field, group_field=group_field, correct_field=correct_field,
-                           source=source)
+    cols = _as_columns(records, ppl_field=ppl_field, group_field=group_field, correct_field=correct_field,
+                       source=source)
     pool = _pool(cols, want_correct=want_correct, ppl_ok=None if ppl_ok is None else ppl_ok(cols.ppl),
                  range_label=range_label)
     eligible = np.flatnonzero(pool.eligible)
@@ -516,7 +528,7 @@ def _select_ordered(
     return _finish(method, records, pool, picked, skipped, _display_binning(cols.ppl[eligible], bin_width), params)
 
 
-def select_lowest(records: Sequence[dict], n: int, *, max_per_query: int = 1, seed: int = 0,
+def select_lowest(records: Sequence[dict] | Columns, n: int, *, max_per_query: int = 1, seed: int = 0,
                   verified_only: bool = True, ppl_field: str = "ppl", group_field: str = "query",
                   correct_field: str = "correct", bin_width: float = 0.05, source: str = "records") -> Selection:
     """SFT_LP: the ``n`` lowest-PPL verified records, at most ``max_per_query`` per query (seeded ties)."""
@@ -526,7 +538,7 @@ def select_lowest(records: Sequence[dict], n: int, *, max_per_query: int = 1, se
                            params=dict(verified_only=verified_only))
 
 
-def select_highest(records: Sequence[dict], n: int, *, max_per_query: int = 1, seed: int = 0,
+def select_highest(records: Sequence[dict] | Columns, n: int, *, max_per_query: int = 1, seed: int = 0,
                    verified_only: bool = True, ppl_field: str = "ppl", group_field: str = "query",
                    correct_field: str = "correct", bin_width: float = 0.05, source: str = "records") -> Selection:
     """The ``n`` highest-PPL verified records (an ablation), at most ``max_per_query`` per query."""
@@ -536,7 +548,7 @@ def select_highest(records: Sequence[dict], n: int, *, max_per_query: int = 1, s
                            params=dict(verified_only=verified_only))
 
 
-def select_random(records: Sequence[dict], n: int, *, max_per_query: int = 1, seed: int = 0,
+def select_random(records: Sequence[dict] | Columns, n: int, *, max_per_query: int = 1, seed: int = 0,
                   verified_only: bool = True, ppl_field: str = "ppl", group_field: str = "query",
                   correct_field: str = "correct", bin_width: float = 0.05, source: str = "records") -> Selection:
     """SFT: ``n`` verified records drawn uniformly at random, at most ``max_per_query`` per query.
@@ -549,7 +561,7 @@ def select_random(records: Sequence[dict], n: int, *, max_per_query: int = 1, se
                            params=dict(verified_only=verified_only))
 
 
-def select_interval(records: Sequence[dict], n: int, *, ppl_min: float, ppl_max: float, max_per_query: int = 1,
+def select_interval(records: Sequence[dict] | Columns, n: int, *, ppl_min: float, ppl_max: float, max_per_query: int = 1,
                     seed: int = 0, verified_only: bool = True, ppl_field: str = "ppl", group_field: str = "query",
                     correct_field: str = "correct", bin_width: float = 0.05, source: str = "records") -> Selection:
     """Interval sampling (the paper's PPL-range ablation): random records with ppl_min <= PPL <= ppl_max."""
@@ -562,7 +574,7 @@ def select_interval(records: Sequence[dict], n: int, *, ppl_min: float, ppl_max:
                            params=dict(ppl_min=ppl_min, ppl_max=ppl_max, verified_only=verified_only))
 
 
-def select_errors(records: Sequence[dict], n: int, *, min_ppl: float = 1.2, max_ppl: float | None = None,
+def select_errors(records: Sequence[dict] | Columns, n: int, *, min_ppl: float = 1.2, max_ppl: float | None = None,
                   max_per_query: int = 1, seed: int = 0, ppl_field: str = "ppl", group_field: str = "query",
                   correct_field: str = "correct", bin_width: float = 0.05, source: str = "records") -> Selection:
     """Error mining (the UL set): the lowest-PPL records with ``correct == False`` and PPL >= ``min_ppl``.
@@ -614,8 +626,8 @@ def side_paths(output: str | os.PathLike) -> tuple[Path, Path]:
     return base.with_name(base.name + ".hist.json"), base.with_name(base.name + ".hist.png")
 
 
-def run_selection(records: Sequence[dict], config: SelectConfig, *, source: str = "records") -> Selection:
-    """Dispatch ``config.method`` on in-memory records."""
+def run_selection(records: Sequence[dict] | Columns, config: SelectConfig, *, source: str = "records") -> Selection:
+    """Dispatch ``config.method`` on in-memory records (or on columns read by :func:`read_columns`)."""
     c = config
     common: dict[str, Any] = dict(max_per_query=c.max_per_query, seed=c.seed, ppl_field=c.ppl_field,
                                   group_field=c.group_field or c.fields.query, correct_field=c.correct_field,
@@ -635,21 +647,162 @@ def run_selection(records: Sequence[dict], config: SelectConfig, *, source: str 
 def select_file(config: SelectConfig) -> tuple[Selection, dict[str, int]]:
     """What ``oxa select`` runs: read, select, write OUT and the histogram JSON + PNG (all atomically).
 
-    Returns the selection and the read statistics (lines skipped with ``skip_bad``).
+    A regular JSONL or Parquet file is read column-wise by Arrow and only the selected rows are parsed
+    into records (:func:`read_columns`, :func:`read_rows`); anything else goes through
+    :func:`oxa.io.read_records`, which names the bad line or skips it with ``skip_bad``. Both paths
+    select the same records. Returns the selection and the read statistics.
     """
     from oxa.io import ReadStats, read_records, write_json, write_records
     from oxa.plots import plot_ppl_histograms
 
+    c, source = config, str(config.input)
     read_stats = ReadStats()
-    records = read_records(config.input, skip_bad=config.skip_bad, stats=read_stats)
-    sel = run_selection(records, config, source=str(config.input))
-    write_records(config.output, sel.records)
-    hist_json, hist_png = side_paths(config.output)
+    columns = read_columns(c.input, ppl_field=c.ppl_field, group_field=c.group_field or c.fields.query,
+                           correct_field=c.correct_field, length_field=c.length_field if c.method == "gaussian" else None)
+    rows = None if columns is None else read_rows(c.input, columns)
+    if rows is None:
+        records = read_records(c.input, skip_bad=c.skip_bad, stats=read_stats)
+        sel = run_selection(records, c, source=source)
+    else:
+        sel = run_selection(columns, c, source=source)
+        sel.records = rows(sel.indices)
+        read_stats.read = len(columns.ppl)
+    write_records(c.output, sel.records)
+    hist_json, hist_png = side_paths(c.output)
     report = sel.histogram()
-    report.update(input=str(config.input), output=str(config.output), skipped_lines=read_stats.skipped)
+    report.update(input=source, output=str(c.output), skipped_lines=read_stats.skipped)
     write_json(hist_json, report)
     plot_ppl_histograms(
         {"pool (eligible)": sel.pool_ppl, "selected": sel.selected_ppl}, hist_png, target=sel.target,
         bin_edges=sel.edges, title=f"oxa select --method {sel.method}: {len(sel.indices):,} of {sel.stats['pool']:,}",
     )
     return sel, {"read": read_stats.read, "skipped": read_stats.skipped}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading millions of records: columns by Arrow, full records only for the selected rows
+
+
+def _first_record(path: Path) -> dict | None:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    return None
+                return record if isinstance(record, dict) else None
+    return None
+
+
+def _arrow_type(value: Any) -> Any:
+    import pyarrow as pa
+
+    if isinstance(value, str):
+        return pa.string()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return pa.int64()
+    return None
+
+
+def read_columns(
+    path: str | os.PathLike,
+    *,
+    ppl_field: str = "ppl",
+    group_field: str = "query",
+    correct_field: str = "correct",
+    length_field: str | None = None,
+) -> Columns | None:
+    """The selection columns of a JSONL or Parquet file, parsed by Arrow in C++ without a dict per record.
+
+    Returns None when the file is not that regular - a JSON array, a malformed line, a field whose type
+    changes between records, a missing group key or length, or no PPL at all: the record-by-record
+    reader then handles it and its error names the line and field. Equal results either way.
+    """
+    import pyarrow as pa
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    name = path.name.lower()
+    wanted = [ppl_field, group_field, correct_field] + ([length_field] if length_field else [])
+    try:
+        if name.endswith(".parquet"):
+            present = set(pq.read_schema(path).names)
+            table = pq.read_table(path, columns=[f for f in dict.fromkeys(wanted) if f in present])
+        elif name.endswith((".jsonl", ".ndjson")):
+            first = _first_record(path)
+            group_type = _arrow_type(first.get(group_field)) if first else None
+            if group_type is None:
+                return None
+            types = {ppl_field: pa.float64(), group_field: group_type, correct_field: pa.bool_()}
+            if length_field:
+                types[length_field] = pa.float64()
+            schema = pa.schema(list(types.items()))
+            options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+            table = pj.read_json(path, parse_options=options)
+        else:
+            return None
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    if ppl_field not in table.column_names or group_field not in table.column_names:
+        return None
+    ppl_col, group_col = table[ppl_field], table[group_field]
+    if not pa.types.is_floating(ppl_col.type) and not pa.types.is_integer(ppl_col.type):
+        return None
+    if ppl_col.null_count == len(ppl_col) or group_col.null_count or pa.types.is_nested(group_col.type):
+        return None
+    ppl = ppl_col.cast(pa.float64()).fill_null(math.nan).to_numpy()
+    ppl = np.where(np.isfinite(ppl), ppl, np.nan)
+    group = group_col.combine_chunks().dictionary_encode().indices.to_numpy().astype(np.int64)
+    correct = None
+    if correct_field in table.column_names and table[correct_field].null_count < len(table):
+        col = table[correct_field]
+        if not pa.types.is_boolean(col.type):
+            return None
+        correct = np.where(col.is_valid().to_numpy(zero_copy_only=False),
+                           col.fill_null(False).to_numpy(zero_copy_only=False), -1).astype(np.int8)
+    length = None
+    if length_field:
+        if length_field not in table.column_names or table[length_field].null_count:
+            return None  # the record reader falls back to the response text's length
+        length = table[length_field].cast(pa.float64()).to_numpy()
+    return Columns(ppl=ppl, group=group, correct=correct, length=length)
+
+
+def read_rows(path: str | os.PathLike, columns: Columns) -> Callable[[np.ndarray], list[dict]] | None:
+    """A function returning the full records at given (sorted) positions of the file ``columns`` came from.
+
+    For JSONL it first indexes the non-blank lines and checks that their count matches the columns
+    (None if not, so the caller falls back to reading every record); only the requested lines are
+    parsed, so a 50k selection out of millions costs one pass over the bytes.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    n = len(columns.ppl)
+    if path.name.lower().endswith(".parquet"):
+        return lambda indices: pq.read_table(path).take(indices).to_pylist()
+    offsets = np.empty(n, dtype=np.int64)
+    count = 0
+    with open(path, "rb") as f:
+        pos = 0
+        for line in f:
+            if line.strip():
+                if count == n:
+                    return None
+                offsets[count] = pos
+                count += 1
+            pos += len(line)
+    if count != n:
+        return None
+
+    def rows(indices: np.ndarray) -> list[dict]:
+        out = []
+        with open(path, "rb") as f:
+            for i in indices:
+                f.seek(int(offsets[i]))
+                out.append(json.loads(f.readline()))
+        return out
+
+    return rows
