@@ -61,7 +61,7 @@ def literal_algorithm1(records, total, mu, sigma, lo, hi, width, cap):
         bins[idx].append(i)
     targets = literal_targets(total, mu, sigma, lo, hi, width)
     count = defaultdict(int)
-    chosen = []
+    chosen, passed_over = [], 0
     for b in range(num_bins):
         taken = 0
         for i in sorted(bins[b], key=lambda i: records[i]["n_tokens"], reverse=True):
@@ -70,7 +70,9 @@ def literal_algorithm1(records, total, mu, sigma, lo, hi, width, cap):
                 chosen.append(i)
                 count[q] += 1
                 taken += 1
-    return chosen
+            elif taken < targets[b]:
+                passed_over += 1
+    return chosen, passed_over
 
 
 def brute_lowest(records, n, cap, keep, key):
@@ -162,8 +164,8 @@ def test_capped_walk_equals_loop():
 def test_gaussian_equals_authors_algorithm(seed, cap, n, mu):
     records = make_records(3000, 700, seed)
     sel = select_gaussian(records, n, mu=mu, max_per_query=cap, seed=seed)
-    expect = literal_algorithm1(records, n, mu, 0.25, 1.0, 5.0, 0.05, cap)
-    assert sel.indices.tolist() == sorted(expect)
+    expect, passed_over = literal_algorithm1(records, n, mu, 0.25, 1.0, 5.0, 0.05, cap)
+    assert sel.indices.tolist() == sorted(expect) and sel.stats["skipped_query_cap"] == passed_over
     assert sel.records == [records[i] for i in sorted(expect)]
     assert len(set(sel.indices.tolist())) == len(sel.indices)
     queries = [r["query"] for r in sel.records]

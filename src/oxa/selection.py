@@ -34,8 +34,6 @@ from oxa.errors import OxaError, RecordError
 from oxa.records import Fields
 
 Method = Literal["gaussian", "lowest", "highest", "random", "interval", "errors"]
-CE_METHODS = ("gaussian", "lowest", "highest", "random", "interval")
-METHODS = (*CE_METHODS, "errors")
 
 EDGE_TOLERANCE = 1e-9
 """In units of bins: a PPL within this of a bin's lower edge belongs to that bin (2.5 at width 0.05
@@ -54,9 +52,6 @@ class Columns:
     group: np.ndarray  # int64 code of the group key (the query)
     correct: np.ndarray | None  # int8: 1 correct, 0 incorrect, -1 not verified; None when no record has the field
     length: np.ndarray | None = None  # float64 response length (tokens when known), for ``gaussian``
-
-
-_NUMBER = (int, float)
 
 
 def _where(source: str, i: int) -> str:
@@ -290,10 +285,9 @@ def gaussian_pick(
     achieved = np.zeros(n_bins, dtype=np.int64)
     moved_in = np.zeros(n_bins, dtype=np.int64)
     picks: list[np.ndarray] = []
-    skipped = 0
 
-    def take(b: int, k: int) -> int:
-        nonlocal skipped
+    def take(b: int, k: int) -> tuple[int, int]:
+        """Continue bin b's walk for up to k more records; (kept, passed over for the cap)."""
         segment = order[starts[b] : starts[b + 1]]
         segment = segment[~chosen[segment]]
         kept, passed = take_capped(segment, group, room, k)
@@ -301,26 +295,21 @@ def gaussian_pick(
         np.subtract.at(room, group[kept], 1)
         achieved[b] += len(kept)
         picks.append(kept)
-        skipped += passed
-        return len(kept)
+        return len(kept), passed
 
-    for b in range(n_bins):
-        if targets[b] > 0:
-            take(b, int(targets[b]))
+    skipped = sum(take(b, int(targets[b]))[1] for b in range(n_bins) if targets[b] > 0)
 
     if redistribute:
         exhausted = achieved < targets
         for b in np.flatnonzero(exhausted):
             need = int(targets[b] - achieved[b])
-            donors = sorted(
-                (j for j in range(n_bins) if j != b), key=lambda j: (abs(j - b), -targets[j], j)
-            )
+            donors = sorted((j for j in range(n_bins) if j != b), key=lambda j: (abs(j - b), -targets[j], j))
             for j in donors:
                 if need == 0:
                     break
                 if exhausted[j]:
                     continue
-                got = take(j, need)
+                got, _ = take(j, need)
                 exhausted[j] = got < need  # ran dry: caps only tighten, so it stays dry
                 moved_in[j] += got
                 need -= got
