@@ -19,7 +19,7 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model):
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     stages = manifest["stages"]
-    assert list(stages) == ["world", "base_model", "verify", "score", "select", "report"]
+    assert list(stages) == ["world", "base_model", "verify", "score", "select", "distill", "train", "report"]
     assert stages["base_model"]["model"] == str(model_dir)  # the cached model, not a new one
 
     teacher = read_records(out / "world" / "teacher.jsonl")
@@ -42,17 +42,23 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model):
         assert 0 < len(chosen) <= n and all(r["correct"] for r in chosen)
         assert len({r["query_id"] for r in chosen}) == len(chosen)  # one per query
 
+    errors = read_records(out / "data" / "ul_errors.jsonl")
+    assert errors and all(r["correct"] is False and r["ppl"] >= 1.2 for r in errors)
+    for name, path in stages["train"]["models"].items():
+        assert (out / "models" / name / "config.json").exists() and path == str(out / "models" / name)
+
     report = (out / "report.md").read_text()
     assert "| gaussian |" in report and "median PPL" in report
     for png in ("plots/ppl_pool.png", "plots/ppl_selections.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # a re-run reuses every stage; changing the selection settings redoes only select and report
+    # a re-run reuses every stage; changing the selection settings redoes select and what follows it
+    # (here with fine-tuning switched off, to keep the test short)
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert all(s["reused"] for s in json.loads((out / "manifest.json").read_text())["stages"].values())
     cfg = tmp_path / "demo.yaml"
-    cfg.write_text("select:\n  share: 0.25\n")
+    cfg.write_text("select:\n  share: 0.25\ntrain:\n  enabled: false\n")
     third = CliRunner().invoke(app, args + ["--config", str(cfg)])
     assert third.exit_code == 0, third.output
     stages3 = json.loads((out / "manifest.json").read_text())["stages"]

@@ -27,6 +27,8 @@ from oxa.config import StageConfig
 from oxa.io import read_records, write_json, write_records, write_text
 from oxa.synth.basemodel import QUICK_BASE, BaseModelConfig, build_base_model
 from oxa.synth.checker import check_steps
+from oxa.synth.corpus import familiarity
+from oxa.synth.problems import Problem
 from oxa.synth.world import WorldConfig, write_world
 
 QUICK_WORLD = WorldConfig(n_queries=40, samples_per_query=4, benchmark_per_difficulty=8, rl_prompts=16)
@@ -47,6 +49,27 @@ class DemoSelectConfig(StageConfig):
     bin_width: Optional[float] = None
 
 
+class DemoTrainConfig(StageConfig):
+    """The fine-tuning runs compared (tiny budgets: the point is the pipeline, not the scores).
+
+    SFT_LP trains on the lowest-PPL selection, SFT on the random one, OXA_MLE on the Gaussian one, and
+    OXA_Full on the Gaussian one plus unlikelihood on mined errors: the instruction model (the base
+    fine-tuned on ``instruct_share`` of the verified queries) samples ``samples`` answers per teacher
+    query, and its wrong answers with the lowest base-model PPL (>= ``min_error_ppl``) form the UL set.
+    """
+
+    enabled: bool = True
+    epochs: float = Field(2.0, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    per_step: int = Field(16, ge=1, description="CE (and UL) sequences per optimizer step")
+    alpha: float = Field(1e-4, ge=0, description="unlikelihood weight (the paper's value)")
+    instruct_share: float = Field(0.25, gt=0, le=1)
+    samples: int = Field(4, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    max_new_tokens: int = Field(192, ge=1)
+    min_error_ppl: float = 1.2
+
+
 class DemoConfig(StageConfig):
     """Settings of ``oxa demo``; ``world`` and ``base`` default to the full or the ``quick`` size."""
 
@@ -57,6 +80,7 @@ class DemoConfig(StageConfig):
     world: Optional[WorldConfig] = None
     base: Optional[BaseModelConfig] = None
     select: DemoSelectConfig = DemoSelectConfig()
+    train: DemoTrainConfig = DemoTrainConfig()
     workers: int = Field(2, ge=1, description="verifier processes")
     token_budget: int = Field(16384, gt=0, description="padded tokens per scoring batch")
 
@@ -85,7 +109,8 @@ class Stage:
     name: str
     run: Callable[[Run], dict[str, Any]]  # returns {"outputs": [relative or absolute paths], "counts": {...}, ...}
     settings: Callable[[DemoConfig], Any]  # what the stage's result depends on (hashed into its key)
-    after: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()  # upstream stages (those that are enabled)
+    enabled: Callable[[DemoConfig], bool] = lambda c: True
 
 
 # ------------------------------------------------------------------------------------------- stages
@@ -129,12 +154,9 @@ def stage_score(run: Run) -> dict[str, Any]:
     scored = score_records(records, load_model(model_dir), load_tokenizer(model_dir),
                            token_budget=run.config.token_budget, source=str(run.path("data/verified.jsonl")))
     write_records(run.path("data/scored.jsonl"), scored)
-    by_strategy = ppl_by_strategy(scored)
-    familiar = [r["ppl"] for r in scored if r["correct"] and r["pretrain_share"] > 0 and r["ppl"] is not None]
-    unfamiliar = [r["ppl"] for r in scored if r["correct"] and r["pretrain_share"] == 0 and r["ppl"] is not None]
-    return {"outputs": ["data/scored.jsonl"], "ppl_by_strategy": by_strategy,
-            "counts": {"scored": len(scored), "median_ppl_seen_in_pretraining": _median(familiar),
-                       "median_ppl_unseen_in_pretraining": _median(unfamiliar)}}
+    groups = _by_familiarity([r for r in scored if r["correct"]])
+    return {"outputs": ["data/scored.jsonl"], "ppl_by_strategy": ppl_by_strategy(scored),
+            "counts": {"scored": len(scored), **{f"median_ppl_{k}": _median(v) for k, v in groups.items()}}}
 
 
 def stage_select(run: Run) -> dict[str, Any]:
@@ -157,10 +179,75 @@ def stage_select(run: Run) -> dict[str, Any]:
         write_records(cfg.output, sel.records)
         outputs.append(f"data/ce_{method}.jsonl")
         counts[method] = {"selected": len(sel.records), "median_ppl": _median([r["ppl"] for r in sel.records]),
-                          "unseen_strategy_share": _share(sel.records)}
+                          "rare_strategy_share": _rare_share(sel.records)}
         histograms[method] = [r["ppl"] for r in sel.records]
     write_json(run.path("data/selections.json"), {"params": params, "counts": counts, "ppl": histograms})
     return {"outputs": outputs + ["data/selections.json"], "params": params, "counts": counts}
+
+
+def _train(run: Run, name: str, method: str, ce: str, ul: str | None = None) -> str:
+    from oxa.training import TrainConfig, train
+
+    t = run.config.train
+    cfg = TrainConfig(model=run.done["base_model"]["model"], output_dir=run.path(f"models/{name}"), method=method,
+                      ce_data=run.path(ce), ul_data=run.path(ul) if ul else None, alpha=t.alpha,
+                      ce_per_step=t.per_step, ul_per_step=t.per_step, micro_batch_size=t.per_step,
+                      learning_rate=t.learning_rate, num_train_epochs=t.epochs, weight_decay=0.1,
+                      adam_beta2=0.95, warmup_ratio=0.1, seed=run.config.seed, logging_steps=10)
+    return str(train(cfg, log=lambda msg: None))
+
+
+def stage_distill(run: Run) -> dict[str, Any]:
+    """Self-distillation and error mining: the UL set of OXA_Full."""
+    from oxa.generation import generate_records
+    from oxa.models import load_model, load_tokenizer
+    from oxa.scoring import score_records
+    from oxa.selection import SelectConfig, run_selection
+    from oxa.verify import verify_records
+
+    t, seed = run.config.train, run.config.seed
+    scored = read_records(run.path("data/scored.jsonl"))
+    n_queries = len({r["query_id"] for r in scored if r["correct"]})
+    instruct_set = run_selection(scored, SelectConfig(input=run.path("data/scored.jsonl"), output=run.path("x"),
+                                                      method="random", n=max(1, int(t.instruct_share * n_queries)),
+                                                      seed=seed + 1))
+    write_records(run.path("data/instruct_set.jsonl"), instruct_set.records)
+    instruct = _train(run, "instruct", "sft", "data/instruct_set.jsonl")
+
+    queries = list({r["query_id"]: Problem.from_record(r).to_record() for r in scored}.values())
+    samples = generate_records(queries, load_model(instruct), load_tokenizer(instruct, padding_side="left"),
+                               n=t.samples, temperature=t.temperature, top_p=1.0, max_new_tokens=t.max_new_tokens,
+                               seed=seed)
+    graded, summary = verify_records(samples, workers=run.config.workers)
+    base = run.done["base_model"]["model"]
+    graded = score_records(graded, load_model(base), load_tokenizer(base), token_budget=run.config.token_budget)
+    for r in graded:
+        r["first_error"] = check_steps(r, r["response"]).first_error
+    write_records(run.path("data/self_samples.jsonl"), graded)
+    errors = run_selection(graded, SelectConfig(input=run.path("data/self_samples.jsonl"), output=run.path("x"),
+                                                method="errors", n=run.done["select"]["params"]["n"],
+                                                min_ppl=t.min_error_ppl, seed=seed))
+    write_records(run.path("data/ul_errors.jsonl"), errors.records)
+    return {"outputs": ["data/instruct_set.jsonl", "data/self_samples.jsonl", "data/ul_errors.jsonl", instruct],
+            "model": instruct,
+            "counts": {"instruct_examples": len(instruct_set.records), "samples": len(graded),
+                       "self_accuracy": round(summary["correct"] / max(1, len(graded)), 3),
+                       "ul_errors": len(errors.records)}}
+
+
+TRAIN_RUNS = {  # name -> (method, CE selection, with the UL set)
+    "sft_lp": ("sft", "lowest", False),
+    "sft": ("sft", "random", False),
+    "oxa_mle": ("oxa-mle", "gaussian", False),
+    "oxa_full": ("oxa-full", "gaussian", True),
+}
+
+
+def stage_train(run: Run) -> dict[str, Any]:
+    models = {}
+    for name, (method, selection, with_ul) in TRAIN_RUNS.items():
+        models[name] = _train(run, name, method, f"data/ce_{selection}.jsonl", "data/ul_errors.jsonl" if with_ul else None)
+    return {"outputs": list(models.values()), "models": models, "counts": {"runs": len(models)}}
 
 
 def stage_report(run: Run) -> dict[str, Any]:
@@ -169,11 +256,12 @@ def stage_report(run: Run) -> dict[str, Any]:
     scored = read_records(run.path("data/scored.jsonl"))
     sel = json.loads(run.path("data/selections.json").read_text())
     correct = [r for r in scored if r["correct"] and r["ppl"] is not None]
-    plot_ppl_histograms({"seen in pre-training": [r["ppl"] for r in correct if r["pretrain_share"] > 0],
-                         "unseen in pre-training": [r["ppl"] for r in correct if r["pretrain_share"] == 0]},
-                        run.path("plots/ppl_pool.png"), title="Base-model PPL of verified teacher trajectories")
+    plot_ppl_histograms({f"{k} strategies": v for k, v in _by_familiarity(correct).items()},
+                        run.path("plots/ppl_pool.png"), bin_edges=_edges(sel["params"]),
+                        title="Base-model PPL of verified teacher trajectories, by how often pre-training saw the strategy")
     plot_ppl_histograms({"pool (verified)": [r["ppl"] for r in correct], **sel["ppl"]},
-                        run.path("plots/ppl_selections.png"), title="PPL of the selections")
+                        run.path("plots/ppl_selections.png"), bin_edges=_edges(sel["params"]),
+                        title="PPL of the selections")
     write_text(run.path("report.md"), render_report(run, scored, sel))
     return {"outputs": ["report.md", "plots/ppl_pool.png", "plots/ppl_selections.png"], "counts": {}}
 
@@ -184,14 +272,18 @@ STAGES: list[Stage] = [
     Stage("verify", stage_verify, lambda c: None, after=("world",)),
     Stage("score", stage_score, lambda c: c.token_budget, after=("verify", "base_model")),
     Stage("select", stage_select, lambda c: [c.seed, c.select.model_dump()], after=("score",)),
-    Stage("report", stage_report, lambda c: None, after=("select",)),
+    Stage("distill", stage_distill, lambda c: [c.seed, c.train.model_dump()], after=("select",),
+          enabled=lambda c: c.train.enabled),
+    Stage("train", stage_train, lambda c: [c.seed, c.train.model_dump()], after=("distill",),
+          enabled=lambda c: c.train.enabled),
+    Stage("report", stage_report, lambda c: None, after=("select", "train")),
 ]
 
 
 # ------------------------------------------------------------------------------------------- runner
 def stage_key(stage: Stage, config: DemoConfig, keys: dict[str, str]) -> str:
     blob = json.dumps({"stage": stage.name, "settings": stage.settings(config),
-                       "after": [keys[a] for a in stage.after]}, sort_keys=True, default=str)
+                       "after": [keys.get(a) for a in stage.after]}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -202,7 +294,7 @@ def _outputs_exist(out: Path, entry: dict[str, Any]) -> bool:
 def run_demo(config: DemoConfig, *, stages: list[Stage] | None = None, force: bool = False,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or reuse) every stage in order; return the manifest (also written to ``<out>/manifest.json``)."""
-    stages = STAGES if stages is None else stages
+    stages = [s for s in (STAGES if stages is None else stages) if s.enabled(config)]
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
@@ -256,8 +348,9 @@ def render_report(run: Run, scored: list[dict], sel: dict[str, Any]) -> str:
         f"- verified correct: {v['correct']:,}, incorrect: {v['incorrect']:,}, unparsable: {v['unparsable']}; "
         f"the step checker agrees with the verifier on {v['step_checker_agrees']:,} of {v['records']:,}", "",
         "## Base-model PPL by strategy (verified trajectories)", "",
-        "Strategies with pre-training share 0 never occur in the base model's corpus: the reasoning "
-        "patterns it has not captured, which OXA's selection promotes.", "",
+        "The pre-training share is how often the base model's corpus used the strategy for that family "
+        "(0: never). Rarely seen strategies are the reasoning patterns it has not captured, which OXA's "
+        "selection promotes.", "",
         "| family | strategy | pre-training share | n | median PPL | mean PPL |", "|---|---|---|---|---|---|",
     ]
     lines += [f"| {g['family']} | {g['strategy']} | {g['pretrain_share']:.1f} | {g['n']} | {g['median_ppl']:.3f} | "
@@ -266,9 +359,18 @@ def render_report(run: Run, scored: list[dict], sel: dict[str, Any]) -> str:
     lines += ["", "## Selections", "",
               f"N = {p['n']} (one per query); Gaussian target mu = {p['mu']:.3f}, sigma = {p['sigma']:.3f}, "
               f"range [{p['ppl_min']:.2f}, {p['ppl_max']:.2f}], bin width {p['bin_width']:.4f}.", "",
-              "| method | selected | median PPL | share of unseen strategies |", "|---|---|---|---|"]
-    lines += [f"| {m} | {c['selected']} | {_fmt(c['median_ppl'])} | {_fmt(c['unseen_strategy_share'])} |"
+              "| method | selected | median PPL | share of rare or unseen strategies |", "|---|---|---|---|"]
+    lines += [f"| {m} | {c['selected']} | {_fmt(c['median_ppl'])} | {_fmt(c['rare_strategy_share'])} |"
               for m, c in sel["counts"].items()]
+    if "train" in st:
+        d = st["distill"]["counts"]
+        lines += ["", "## Fine-tuning", "",
+                  f"Instruction model for error mining: SFT on {d['instruct_examples']} random verified examples; "
+                  f"{d['samples']} self-distilled samples, {d['self_accuracy']:.1%} correct; "
+                  f"{d['ul_errors']} lowest-PPL errors form the UL set.", "",
+                  "| run | method | CE data | UL data | model |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {m} | ce_{sel}.jsonl | {'ul_errors.jsonl' if ul else '-'} | `{st['train']['models'][name]}` |"
+                  for name, (m, sel, ul) in TRAIN_RUNS.items()]
     lines += ["", "![PPL of the pool by familiarity](plots/ppl_pool.png)", "",
               "![PPL of the selections](plots/ppl_selections.png)", "", "## Stages", "",
               "| stage | seconds | reused |", "|---|---|---|"]
@@ -281,8 +383,21 @@ def _median(values: list[float]) -> float | None:
     return round(median(values), 4) if values else None
 
 
-def _share(records: list[dict]) -> float | None:
-    return round(sum(r["pretrain_share"] == 0 for r in records) / len(records), 3) if records else None
+def _by_familiarity(records: list[dict]) -> dict[str, list[float]]:
+    groups: dict[str, list[float]] = {k: [] for k in ("frequent", "occasional", "rare", "unseen")}
+    for r in records:
+        if r["ppl"] is not None:
+            groups[familiarity(r["pretrain_share"])].append(r["ppl"])
+    return {k: v for k, v in groups.items() if v}
+
+
+def _rare_share(records: list[dict]) -> float | None:
+    rare = sum(familiarity(r["pretrain_share"]) in ("rare", "unseen") for r in records)
+    return round(rare / len(records), 3) if records else None
+
+
+def _edges(params: dict[str, float]) -> np.ndarray:
+    return np.arange(params["ppl_min"], params["ppl_max"] + params["bin_width"] / 2, params["bin_width"])
 
 
 def _fmt(x: float | None) -> str:

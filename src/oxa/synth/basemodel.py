@@ -28,14 +28,14 @@ from oxa.io import write_json
 from oxa.prompting import PAPER_SUFFIX, PromptFormat, encode_example
 from oxa.synth.corpus import PRETRAIN_MIX, pretrain_documents
 
-WORLD_VERSION = 1  # bump when problems, strategies or the corpus format change: invalidates cached models
+WORLD_VERSION = 2  # bump when problems, strategies or the corpus format change: invalidates cached models
 
 
 class BaseModelConfig(StageConfig):
     """What the base model is made of; every field is part of its cache key."""
 
     seed: int = 0
-    documents: int = 10000
+    documents: int = 8000
     chat_share: float = Field(0.25, ge=0.0, le=1.0)
     mix: dict[str, dict[str, float]] = Field(default_factory=lambda: {k: dict(v) for k, v in PRETRAIN_MIX.items()})
     vocab_size: int = 640

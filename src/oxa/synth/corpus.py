@@ -2,7 +2,8 @@
 
 OXA's premise is that correct reasoning paths the base model finds unlikely (high PPL) carry patterns
 it has not captured. To make that measurable, the corpus over-represents one strategy per family,
-shows a second one rarely, and never shows the rest; the teacher later uses all of them evenly.
+shows a second one now and then, a third rarely (5 %) and never the rest; the teacher later uses
+all of them evenly.
 
 Most documents are plain text (``Question: ...\\nAnswer: ...``), like a base model's web data; a share
 is chat-formatted exactly as :func:`oxa.prompting.encode_example` builds training examples (ChatML user
@@ -19,12 +20,13 @@ from dataclasses import dataclass
 from oxa.synth.problems import DIFFICULTIES, FAMILIES, Problem, make_problem
 from oxa.synth.teacher import solve, strategies_for
 
-# family -> strategy -> share of that family's pre-training documents (strategies not listed: absent)
+# family -> strategy -> share of that family's pre-training documents (strategies not listed: absent).
+# One frequent strategy, one occasional, the rest rare or never seen.
 PRETRAIN_MIX: dict[str, dict[str, float]] = {
-    "chain": {"stepwise": 0.8, "labelled": 0.2},
-    "word": {"running": 0.8, "products-first": 0.2},
-    "linear": {"isolate": 0.8, "undo": 0.2},
-    "modular": {"direct": 0.8, "division": 0.2},
+    "chain": {"stepwise": 0.75, "labelled": 0.2, "checked": 0.05},
+    "word": {"running": 0.75, "products-first": 0.2, "gains-losses": 0.05},
+    "linear": {"isolate": 0.75, "undo": 0.2, "checked": 0.05},
+    "modular": {"direct": 0.75, "division": 0.2, "reduce-first": 0.05},
 }
 HELD_OUT_SHARE = 0.15
 
@@ -40,6 +42,15 @@ def held_out(query: str) -> bool:
 
 def pretrain_share(family: str, strategy: str, mix: dict[str, dict[str, float]] = PRETRAIN_MIX) -> float:
     return mix.get(family, {}).get(strategy, 0.0)
+
+
+def familiarity(share: float) -> str:
+    """How often the base model saw a strategy: frequent (>= 50 %), occasional, rare (< 10 %) or unseen."""
+    if share >= 0.5:
+        return "frequent"
+    if share >= 0.1:
+        return "occasional"
+    return "rare" if share > 0 else "unseen"
 
 
 @dataclass(frozen=True)
