@@ -155,7 +155,7 @@ def plot_passk(runs: list[Run], path: Path) -> Path:
         ax.set_ylabel("Pass@k (%)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Pass@k by method")
+    fig.suptitle("Pass@k by method", y=1.03)
     return _save(fig, path)
 
 
@@ -207,8 +207,9 @@ def plot_difficulty(gains: dict[str, dict[str, list[dict]]], path: Path, baselin
         width = 0.8 / len(by_run)
         x = np.arange(len(buckets))
         for i, (name, rows) in enumerate(by_run.items()):
-            ax.bar(x + i * width, [np.nan if row["gain"] is None else 100 * row["gain"] for row in rows], width,
-                   label=name, color=f"C{i + 1}")
+            bars = ax.bar(x + i * width, [0.0 if row["gain"] is None else 100 * row["gain"] for row in rows], width,
+                          label=name, color=f"C{i + 1}")
+            ax.bar_label(bars, ["" if row["gain"] is None else f"{100 * row['gain']:+.1f}" for row in rows], fontsize=7)
         counts = [max(row["problems"] for rows in by_run.values() for row in rows if row["bucket"] == b) for b in buckets]
         ax.set_xticks(x + width * (len(by_run) - 1) / 2, [f"{b}\n(n={c})" for b, c in zip(buckets, counts)], fontsize=8)
         ax.axhline(0, color="black", linewidth=0.8)
@@ -217,7 +218,7 @@ def plot_difficulty(gains: dict[str, dict[str, list[dict]]], path: Path, baselin
         ax.set_ylabel("Pass@1 gain (points)")
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Gains over {baseline_name} by problem difficulty")
+    fig.suptitle(f"Gains over {baseline_name} by problem difficulty", y=1.03)
     return _save(fig, path)
 
 
