@@ -96,8 +96,8 @@ def chunk_losses(
         lse_others = torch.logsumexp(others, dim=-1)
         loss[rows] = lse[rows] - lse_others
         if with_grad:
-            q = torch.exp(others - lse_others[:, None])  # softmax without the target, q_y = 0
-            p[rows] -= q
+            q = others.sub_(lse_others[:, None]).exp_()  # softmax without the target, q_y = 0
+            p.index_add_(0, rows, q, alpha=-1.0)
 
     if is_ce.any():
         rows = is_ce.nonzero().squeeze(1)
@@ -114,8 +114,7 @@ def chunk_losses(
 
     if not with_grad:
         return loss, entropy, None
-    p[~(is_ce | is_ul)] = 0.0
-    p.mul_(weights[:, None].to(p.dtype))
+    p.mul_((weights * (is_ce | is_ul)).to(p.dtype)[:, None])  # ignored tokens get no gradient
     return loss, entropy, p
 
 
@@ -141,8 +140,10 @@ class _FusedTokenLoss(torch.autograd.Function):
         with_grad = want_h or want_w
         token_loss = torch.zeros(n, dtype=torch.float32, device=hidden.device)
         entropy = torch.zeros_like(token_loss)
-        grad_h = torch.zeros_like(hidden) if want_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
+        grad_h = torch.empty_like(hidden) if want_h else None
+        # accumulated in the weight's dtype by in-place addmm (fp32 inside the matmul), as Liger-Kernel does:
+        # no second V x H buffer. With fp32 master weights (mixed precision, DeepSpeed) this is fp32.
+        grad_w = torch.zeros_like(weight) if want_w else None
         for start in range(0, n, chunk_size):
             sl = slice(start, min(start + chunk_size, n))
             h = hidden[sl]
@@ -153,12 +154,10 @@ class _FusedTokenLoss(torch.autograd.Function):
             if with_grad:
                 dlogits = dlogits.to(weight.dtype)
                 if want_h:
-                    grad_h[sl] = dlogits @ weight
+                    torch.mm(dlogits, weight, out=grad_h[sl])
                 if want_w:
-                    grad_w += (dlogits.T @ h).float() if weight.dtype != torch.float32 else dlogits.T @ h
+                    grad_w.addmm_(dlogits.T, h)
         total = (token_loss * weights.float()).sum()
-        if grad_w is not None and weight.dtype != torch.float32:
-            grad_w = grad_w.to(weight.dtype)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.mark_non_differentiable(token_loss, entropy)
         return total, token_loss, entropy
