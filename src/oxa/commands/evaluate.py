@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from oxa.commands.common import ConfigOpt, console
-from oxa.commands.generate import (BackendOpt, BatchOpt, DeviceOpt, DtypeOpt, MaxNewOpt, ModelOpt, SeedOpt, StopOpt,
+from oxa.commands.generate import (BackendOpt, BatchOpt, DeviceOpt, DtypeOpt, MaxNewOpt, ModelOpt, ProgressOpt, SeedOpt, StopOpt,
                                    TemperatureOpt, TemplateOpt, TopPOpt, sampling_flags)
 from oxa.config import resolve
 
@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
         dtype: DtypeOpt = "float32",
         device: DeviceOpt = "auto",
         prompt_template: TemplateOpt = True,
+        progress: ProgressOpt = True,
         config: ConfigOpt = None,
     ) -> None:
         """Sample N answers per problem, grade them, write OUT/results.json and OUT/samples.jsonl."""
@@ -47,11 +48,13 @@ def register(app: typer.Typer) -> None:
 
         flags = {"benchmarks": benchmarks or None, "output": output, "model": model, "limit": limit,
                  "data_dir": data_dir, "reference": reference, "second_grader": second_grader, "workers": workers,
-                 "grade_timeout": grade_timeout,
+                 "grade_timeout": grade_timeout, "progress": progress,
                  **sampling_flags(1, temperature, top_p, max_new_tokens, stop, seed, batch_size, backend, dtype,
                                   device, prompt_template)}
         flags["n"] = n
         cfg = resolve(EvalConfig, config, flags)
         results = evaluate(cfg)
+        if not results:
+            return  # a helper rank under torchrun: rank 0 reports
         console.print(console_table(results))
         console.print(f"wrote {cfg.output / 'results.json'} and {cfg.output / 'samples.jsonl'}")

@@ -23,6 +23,7 @@ BackendOpt = Annotated[str, typer.Option("--backend", help="auto (vLLM if instal
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16, float16 or auto.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, ...")]
 LimitOpt = Annotated[Optional[int], typer.Option("--limit", help="Only the first LIMIT queries.")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 TemplateOpt = Annotated[bool, typer.Option("--template/--no-template", help="Chat template, or the plain query + suffix.")]
 
 
@@ -52,6 +53,7 @@ def register(app: typer.Typer) -> None:
         device: DeviceOpt = "auto",
         limit: LimitOpt = None,
         prompt_template: TemplateOpt = True,
+        progress: ProgressOpt = True,
         config: ConfigOpt = None,
         skip_bad: SkipBadOpt = False,
         id_field: IdFieldOpt = "id",
@@ -60,12 +62,14 @@ def register(app: typer.Typer) -> None:
         answer_field: AnswerFieldOpt = "answer",
     ) -> None:
         """Sample N responses per query; one output record per sample (resumable: re-run to continue)."""
+        from oxa.distributed import dist_info
         from oxa.generation import GenerateConfig, generate_file
 
-        flags = {"input": input, "output": output, "model": model, "limit": limit, "skip_bad": skip_bad,
+        flags = {"input": input, "output": output, "model": model, "limit": limit, "skip_bad": skip_bad, "progress": progress,
                  **sampling_flags(n, temperature, top_p, max_new_tokens, stop, seed, batch_size, backend, dtype,
                                   device, prompt_template),
                  **field_flags(id_field, query_field, response_field, answer_field)}
         cfg = resolve(GenerateConfig, config, flags)
         path = generate_file(cfg)
-        console.print(f"wrote {path}")
+        if dist_info()[0] == 0:
+            console.print(f"wrote {path}")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from oxa.distributed import finish_parts, open_part
+from oxa.distributed import dist_info, finish_parts, open_part, shard, shutdown
 from oxa.errors import OxaError
 from oxa.evaluation.difficulty import bucket_gains
 from oxa.evaluation.graders import SECOND_GRADERS
@@ -65,12 +65,14 @@ def benchmark_key(spec: str) -> str:
 
 
 def evaluate(cfg: EvalConfig, *, backend=None) -> dict:
-    """Run the whole evaluation (see the module docstring); returns what is written to results.json."""
+    """Run the whole evaluation (see the module docstring); returns what is written to results.json
+    (an empty dict on ranks other than 0 under torchrun, which only help with the sampling)."""
     from oxa.benchmarks import load_benchmark
 
     if cfg.second_grader is not None and cfg.second_grader not in SECOND_GRADERS:
         raise OxaError(f"unknown second grader {cfg.second_grader!r}; choose one of {sorted(SECOND_GRADERS)}")
     reference = _load_reference(cfg.reference) if cfg.reference else None
+    rank, _ = dist_info()
     out = Path(cfg.output)
     results: dict = {"model": cfg.model, "settings": _settings(cfg), "benchmarks": {}}
     all_samples: list[dict] = []
@@ -84,6 +86,8 @@ def evaluate(cfg: EvalConfig, *, backend=None) -> dict:
         if not path.exists():
             backend = backend or make_backend(cfg.model, cfg)
             _sample(problems, n, cfg, backend, path)
+        if rank != 0:
+            continue  # under torchrun the ranks share the sampling; rank 0 grades and writes the results
         samples = read_records(path)
         if len(samples) != len(problems) * n:
             raise OxaError(f"{path}: has {len(samples)} samples, expected {len(problems)} problems x {n}; "
@@ -93,6 +97,9 @@ def evaluate(cfg: EvalConfig, *, backend=None) -> dict:
             s["benchmark"] = key
         all_samples += graded
         results["benchmarks"][key] = benchmark_metrics(graded, n, reference=(reference or {}).get(key))
+    shutdown()
+    if rank != 0:
+        return {}
     results["average"] = average(results["benchmarks"])
     write_records(out / "samples.jsonl", all_samples)
     write_json(out / "results.json", results)
@@ -100,18 +107,22 @@ def evaluate(cfg: EvalConfig, *, backend=None) -> dict:
 
 
 def _sample(problems: list[dict], n: int, cfg: EvalConfig, backend, path: Path) -> None:
-    """Resumable sampling; partial samples drawn with other settings are refused, not mixed in."""
-    kwargs = {**sampling_kwargs(cfg), "n": n}
+    """Resumable sampling of this rank's share of problems (all of them in one process), merged on
+    rank 0; partial samples drawn with other settings are refused, not mixed in."""
+    rank, world = dist_info()
+    mine = set(shard(len(problems), rank, world))
+    keys = [q * n + s for q in sorted(mine) for s in range(n)]
     run = {"stage": "eval", "model": cfg.model, "problems": [p["id"] for p in problems],
            **json.loads(SamplingConfig.model_validate({**cfg.model_dump(include=set(SamplingConfig.model_fields)),
                                                        "n": n}).model_dump_json(exclude={"batch_size", "device"}))}
-    writer = open_part(path, run, keep=lambda i: True)
+    writer = open_part(path, run, keep=lambda i: i // n in mine)
     try:
-        generate_records(problems, fields=FIELDS, backend=backend, writer=writer, progress=cfg.progress,
-                         where=str(path), **kwargs)
+        if any(k not in writer.done for k in keys):
+            generate_records(problems, fields=FIELDS, backend=backend, writer=writer,
+                             keys=keys, progress=cfg.progress and rank == 0, where=str(path), **sampling_kwargs(cfg) | {"n": n})
+        finish_parts(writer, len(problems) * n)
     finally:
         writer.close()
-    finish_parts(writer, len(problems) * n)
 
 
 def _grade(samples: list[dict], cfg: EvalConfig) -> list[dict]:

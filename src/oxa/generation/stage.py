@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from oxa.config import StageConfig
-from oxa.distributed import default_device, dist_info, finish_parts, open_part, shard
+from oxa.distributed import default_device, dist_info, finish_parts, open_part, shard, shutdown
 from oxa.errors import OxaError
 from oxa.generation.generate import generate_records
 from oxa.generation.transformers_backend import TransformersBackend
@@ -91,7 +91,8 @@ def generate_file(cfg: GenerateConfig, *, backend=None) -> Path:
             backend = backend or make_backend(cfg.model, cfg)
             generate_records(records, fields=cfg.fields, backend=backend, writer=writer, keys=keys,
                              progress=cfg.progress and rank == 0, where=str(cfg.input), **sampling_kwargs(cfg))
+        finish_parts(writer, len(records) * cfg.n)
     finally:
         writer.close()
-    finish_parts(writer, len(records) * cfg.n)
+        shutdown()
     return cfg.output
