@@ -14,8 +14,8 @@ from oxa.commands import verify as verify_command
 from oxa.errors import RecordError
 from oxa.io import read_records
 from oxa.records import Fields
-from oxa.verify import (GradingPool, Verdict, extract_answer, gold_answers, grade_many, summary_path,
-                        verify_records)
+from oxa.verify import (GradingPool, Verdict, extract_answer, gold_answers, grade_answer, grade_many, quick_status,
+                        summary_path, verify_records)
 
 BENCHMARK_FILES = ("aime24", "aime25", "hmmt25", "cmimc25", "brumo25", "minerva", "math500")
 HANG = "10^{10^{10}}"  # sympy evaluates this exactly, inside C code that no signal interrupts
@@ -62,7 +62,7 @@ def test_require_think_follows_the_rl_reward():
 def test_gold_answers_normalise_minerva_numbers_and_wrappers():
     assert gold_answers(["9.6\n", "9.60 "]) == ("9.6", "9.60")
     assert gold_answers(42) == ("42",) and gold_answers(2.0) == ("2",) and gold_answers(0.25) == ("0.25",)
-    assert gold_answers("$\\frac{1}{2}$") == ("\\frac{1}{2}",)
+    assert gold_answers("$\\frac{1}{2}$") == ("\\frac{1}{2}",) and gold_answers("$1$ or $2$") == ("$1$ or $2$",)
     assert gold_answers("\\boxed{x+1}") == ("x+1",)
     assert gold_answers("\\boxed{1}+\\boxed{2}") == ("\\boxed{1}+\\boxed{2}",)  # not one whole box
     assert gold_answers("1\\,000") == ("1000",)
@@ -90,8 +90,21 @@ def test_every_real_benchmark_answer_is_graded_correct(shared_data):
                 where.append(f"{name}[{i}] {answer!r}")
     assert len(responses) > 1000
     verdicts = grade_many(responses, golds, workers=2, timeout=10, progress=False)
-    wrong = [(w, v) for w, v in zip(where, verdicts) if not v.correct]
-    assert wrong == []
+    assert [(w, v) for w, v in zip(where, verdicts) if not v.correct] == []
+    # the same answers through math-verify itself (grade_many decides most of them as exact matches)
+    with GradingPool(workers=2, timeout=10) as pool:
+        statuses = pool.grade([(v.pred, gold_answers(g)) for v, g in zip(verdicts, golds)])
+    assert [(w, s) for w, s in zip(where, statuses) if s != "correct"] == []
+
+
+def test_quick_status_agrees_with_math_verify():
+    pairs = [("204", ("204",)), ("25", ("025",)), ("025", ("25",)), ("-0", ("0",)), ("7", ("8",)), ("-3", ("3",)),
+             ("12", ("11", "12")), ("\\frac{1}{2}", ("\\frac{1}{2}",)), ("x+1", ("x+1",)), ("1\\,000", ("1000",)),
+             ("100000000000000000000001", ("100000000000000000000000",))]
+    for pred, golds in pairs:
+        assert quick_status(pred, golds) == grade_answer(pred, golds), (pred, golds)
+    assert quick_status("\\frac{2}{4}", ("\\frac{1}{2}",)) is None and quick_status("5", ("5.0",)) is None
+    assert quick_status("1" * 101, ("1",)) is None  # not worth a huge int()
 
 
 def test_equivalent_forms_a_model_writes_are_correct(shared_data):

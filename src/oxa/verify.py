@@ -14,9 +14,10 @@ a hang inside C code such as sympy evaluating ``10^{10^{10}}``. So grading runs 
 processes with its internal timeouts off; the parent watches each worker's current item and kills and
 replaces a worker that passes the deadline, so one pathological answer costs at most the deadline.
 
-Throughput: extraction happens in the parent (only short answer strings cross process boundaries),
-identical (gold, answer) pairs are graded once (with n samples per query most answers repeat), and work
-goes to the workers in chunks with one message per chunk, not per item.
+Throughput: extraction happens in the parent (only short answer strings cross process boundaries);
+identical (answer, gold) pairs are graded once (with n samples per query most answers repeat); an
+answer written exactly as its gold, or an integer against integer golds, is decided without sympy
+(:func:`quick_status`); the rest goes to the workers in chunks, one message per chunk, not per item.
 """
 
 from __future__ import annotations
@@ -126,8 +127,9 @@ def normalize_answer(answer: str) -> str:
     trailing newlines (Minerva's golds), thin spaces as thousands separators (``1\\,000``)."""
     s = answer.strip()
     for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-        if len(s) > len(left) + len(right) and s.startswith(left) and s.endswith(right):
-            s = s[len(left):-len(right)].strip()
+        inner = s[len(left):-len(right)]
+        if len(s) > len(left) + len(right) and s.startswith(left) and s.endswith(right) and left not in inner:
+            s = inner.strip()
             break
     for cmd in _BOX_COMMANDS:
         if s.startswith(cmd):
@@ -163,10 +165,23 @@ def gold_answers(gold: Gold) -> tuple[str, ...]:
 # ------------------------------------------------------------------------------------------- grading
 
 
-def _quiet_math_verify() -> None:
-    # we turn math-verify's signal timeouts off on purpose (the pool enforces the deadline); its
-    # warning about that, and its per-item debug logging, are noise
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
+# math-verify's signal timeouts are off on purpose (the pool enforces the deadline): its warning about
+# that, and its per-item debug logging, are noise
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+_INTEGER = re.compile(r"-?\d{1,100}")
+
+
+def quick_status(pred: str, golds: tuple[str, ...]) -> Status | None:
+    """The verdict where math-verify's is known without sympy, else None: an answer written exactly as
+    a gold is correct, and plain integers compare by value (``025`` = ``25``). Most answers of integer
+    benchmarks (AIME, GSM8K) and most correct answers end here, at string speed in the parent."""
+    p = normalize_answer(pred)
+    if p in golds:
+        return "correct"
+    if _INTEGER.fullmatch(p) and all(_INTEGER.fullmatch(g) for g in golds):
+        return "correct" if any(int(p) == int(g) for g in golds) else "incorrect"
+    return None
 
 
 @lru_cache(maxsize=8192)
@@ -196,7 +211,6 @@ Task = tuple[str | None, tuple[str, ...]]  # (extracted answer, normalised golds
 def _worker_main(conn, clock, slot: int) -> None:
     """Grade chunks of tasks until told to stop. Before each item it stamps (start time, position in
     the chunk) into its slot of the shared ``clock`` so the parent can see what it is stuck on."""
-    _quiet_math_verify()
     try:
         while (chunk := conn.recv()) is not None:
             statuses = []
@@ -281,7 +295,6 @@ class GradingPool:
         results: list[Status | None] = [None] * len(tasks)
         pending = self._chunks(len(tasks))
         if pending and not self._workers:  # started on first use: a run with nothing to grade forks nothing
-            _quiet_math_verify()
             grade_answer("0", ("0",))  # warm up before forking, so every worker inherits it
             self._workers = [_Worker(self._ctx, self._clock, s) for s in range(self.n_workers)]
         while pending or any(w.chunk is not None for w in self._workers):
@@ -360,10 +373,17 @@ def _progress(total: int, description: str, enabled: bool) -> Iterator[Callable[
 
 def _grade_distinct(pool: GradingPool, preds: Sequence[str | None], golds: Sequence[tuple[str, ...]],
                     on_done: Callable[[int], None] | None = None) -> list[Verdict]:
-    """Grade each distinct (answer, golds) pair once; a missing answer is ``unparsable`` without grading."""
+    """Grade each distinct (answer, golds) pair once: without an answer ``unparsable``, by
+    :func:`quick_status` where it knows, else by math-verify in the pool."""
     keys = list(zip(preds, golds))
-    todo = list(dict.fromkeys(k for k in keys if k[0] is not None))
-    status = dict(zip(todo, pool.grade(todo, on_done)))
+    status: dict[Task, Status] = {}
+    for k in dict.fromkeys(k for k in keys if k[0] is not None):
+        if (quick := quick_status(*k)) is not None:
+            status[k] = quick
+    todo = [k for k in dict.fromkeys(keys) if k[0] is not None and k not in status]
+    if on_done:
+        on_done(len(status))
+    status.update(zip(todo, pool.grade(todo, on_done)))
     return [Verdict(status[k] if k[0] is not None else "unparsable", k[0]) for k in keys]
 
 
