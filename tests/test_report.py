@@ -79,3 +79,9 @@ def test_cli_report(runs):
                                       "--name", "Base", "--name", "OXA"])
     assert result.exit_code == 0, result.output
     assert "| OXA |" in (root / "r" / "report.md").read_text()
+    cfg = root / "report.yaml"  # every setting also from a config file; flags override it
+    cfg.write_text(f"runs: [{root / 'base'}, {root / 'oxa'}]\nbaseline: {root / 'base'}\ntitle: From YAML\n")
+    result = CliRunner().invoke(app, ["report", "--config", str(cfg), "-o", str(root / "r2"), "--title", "Flag"])
+    assert result.exit_code == 0, result.output
+    text = (root / "r2" / "report.md").read_text()
+    assert text.startswith("# Flag") and "## Gains by difficulty" in text

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oxa.config import StageConfig
 from oxa.errors import OxaError
 from oxa.evaluation.difficulty import bucket_gains
 from oxa.io import write_text
@@ -237,6 +238,20 @@ def plot_selection_histogram(hist_json: Path, path: Path, title: str) -> Path:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
+
+
+class ReportConfig(StageConfig):
+    """Settings of ``oxa report``."""
+
+    runs: list[Path]
+    output: Path = Path("report")
+    names: list[str] | None = None
+    baseline: Path | None = None
+    title: str = "OXA run comparison"
+
+
+def report_file(cfg: ReportConfig) -> Path:
+    return build_report(cfg.runs, cfg.output, names=cfg.names, baseline=cfg.baseline, title=cfg.title)
 
 
 def build_report(run_dirs: list[str | Path], out_dir: str | Path, *, names: list[str] | None = None,
