@@ -53,6 +53,13 @@ def test_extract_answer_none_without_a_final_box(text):
     assert extract_answer(text) is None
 
 
+def test_extraction_stays_linear_on_degenerate_repetition():
+    start = time.perf_counter()
+    assert extract_answer("\\boxed{" * 50_000) is None
+    assert extract_answer("\\boxed{1} then" + " \\boxed{\\frac{" * 50_000) == "1"
+    assert time.perf_counter() - start < 2.0  # quadratic scanning would take minutes
+
+
 def test_require_think_follows_the_rl_reward():
     assert extract_answer("\\boxed{3}") == "3"
     assert extract_answer("\\boxed{3}", require_think=True) is None

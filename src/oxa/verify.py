@@ -50,7 +50,9 @@ Gold = str | int | float | Sequence[str | int | float]
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
+_BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)")
 _BRACES = re.compile(r"[{}]")
+_BARE_TOKEN = re.compile(r"[^\s{}$]+")
 # "1\,000" / "1\!000": thin spaces used as thousands separators, which math-verify reads as a product.
 _THIN_SPACE_IN_NUMBER = re.compile(r"(?<=\d)\\[,!]\s*(?=\d{3}(?!\d))")
 
@@ -84,22 +86,22 @@ def answer_region(text: str, *, require_think: bool = False) -> str | None:
     return text
 
 
-def _box_content(text: str, start: int) -> str | None:
-    """The argument of the box command whose name ends at ``start``: ``{...}`` with nested braces, or
-    the single token of the brace-less form ``\\boxed 5``; None if unclosed."""
-    rest = text[start:]
-    stripped = rest.lstrip()
-    if not stripped.startswith("{"):
-        if stripped is rest:  # "\boxedx" is another command, not a box
-            return None
-        token = stripped.split(None, 1)[0] if stripped else ""
-        return token.rstrip(".$") or None
-    open_at = start + len(rest) - len(stripped)
+def _box_content(text: str, start: int, end: int) -> tuple[str, int] | None:
+    """The argument of the box command whose name ends at ``start``, and where the box stops: ``{...}``
+    with nested braces, or the token of the brace-less form ``\\boxed 5``; None if not closed before
+    ``end``. (A box left open where a later box starts can never close, so the caller passes that
+    later box's start as ``end``, which keeps extraction linear even on degenerate repetitions.)"""
+    i = start
+    while i < end and text[i] in " \t\r\n":
+        i += 1
+    if i == end or text[i] != "{":
+        m = _BARE_TOKEN.match(text, i, end) if i > start else None  # "\boxedx" is another command
+        return (m.group().rstrip(".$"), m.end()) if m and m.group().rstrip(".$") else None
     depth = 0
-    for m in _BRACES.finditer(text, open_at):
+    for m in _BRACES.finditer(text, i, end):
         depth += 1 if m.group() == "{" else -1
         if depth == 0:
-            return text[open_at + 1:m.start()]
+            return text[i + 1:m.start()], m.end()
     return None
 
 
@@ -110,15 +112,11 @@ def extract_answer(text: str, *, require_think: bool = False) -> str | None:
     if region is None:
         return None
     end = len(region)
-    while end > 0:
-        start = max(region.rfind(cmd, 0, end) for cmd in _BOX_COMMANDS)
-        if start < 0:
-            return None
-        name = next(cmd for cmd in _BOX_COMMANDS if region.startswith(cmd, start))
-        content = _box_content(region, start + len(name))
-        if content is not None and content.strip():
-            return content.strip()
-        end = start
+    for m in reversed(list(_BOX_COMMAND.finditer(region))):
+        box = _box_content(region, m.end(), end)
+        if box is not None and box[0].strip():
+            return box[0].strip()
+        end = m.start()
     return None
 
 
@@ -133,9 +131,9 @@ def normalize_answer(answer: str) -> str:
             break
     for cmd in _BOX_COMMANDS:
         if s.startswith(cmd):
-            inner = _box_content(s, len(cmd))
-            if inner is not None and s.rstrip().endswith("}") and len(inner) == len(s) - len(cmd) - 2:
-                s = inner.strip()
+            box = _box_content(s, len(cmd), len(s))
+            if box is not None and box[1] == len(s):
+                s = box[0].strip()
             break
     return _THIN_SPACE_IN_NUMBER.sub("", s)
 
