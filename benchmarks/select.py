@@ -5,10 +5,12 @@ Side by side in one run, after a warm-up, median of repeats:
   ours        oxa.selection.select_gaussian on a list of dicts (column extraction + core + histograms)
   naive       the reference script's per-record Python loop over a list of dicts (bin lists, per-bin
               sort by (length, random), dict counts), transcribed from make_OXA_MLE_data.py with 1 per query
-and then the file I/O of the same data: writing and reading the 2.6M-record JSONL with oxa.io (every
-record as a dict: the fallback path), and `oxa select` run as its own process on that file (Arrow reads
-the four columns, selection, only the 50k selected lines parsed, written, histogram JSON/PNG), with its
-wall time and peak resident memory.
+Then end to end on the same data written as a JSONL file, each stage as its own process (start-up
+included; wall time and peak resident memory, VmHWM):
+  oxa         select_file, what `oxa select` runs: Arrow parses the four needed columns, selection,
+              only the chosen lines are parsed and written, histogram JSON + PNG
+  naive       the reference script: json.loads every line, the loop above, json.dumps the result
+plus, for scale, oxa.io's write_records and read_records of all 2.6M records.
 
 Data (decided here, documented in the README): 2.6M records over 50,000 queries (52 responses per query
 on average, Zipf-like skew), PPL log-normal around 2.3 (most inside [1, 5]), n_tokens log-normal around
@@ -16,7 +18,7 @@ on average, Zipf-like skew), PPL log-normal around 2.3 (most inside [1, 5]), n_t
 records verified correct. Responses are 40-character placeholders: real R1 traces (~20 KB each, ~50 GB
 for 2.6M) would measure only the disk, and I/O time scales with file size.
 
-    python benchmarks/select.py                      # full scale (~3 min on 2 cores)
+    python benchmarks/select.py                      # full scale (~5 min on 2 shared cores)
     python benchmarks/select.py --records 200000     # quick
 """
 
@@ -31,9 +33,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import math  # noqa: E402
 import random  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -101,6 +103,30 @@ def naive_select(records: list[dict], total: int, seed: int = 42) -> list[dict]:
     return out
 
 
+def naive_file(src: Path, out: Path, total: int) -> None:
+    """The reference script end to end: json.loads every line, the loop above, json.dumps the result."""
+    with open(src, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    with open(out, "w", encoding="utf-8") as f:
+        for it in naive_select(records, total):
+            f.write(json.dumps(it, ensure_ascii=False) + "\n")
+
+
+def peak_memory_gib() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across fork/exec)."""
+    with open("/proc/self/status") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    return kib / 2**20
+
+
+def run_child(mode: str, src: Path, out: Path, n: int) -> tuple[float, float]:
+    """Wall time and peak memory of one stage run as its own process (start-up included)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "--child", mode, "--src", str(src), "--out", str(out), "--n", str(n)],
+                          check=True, capture_output=True, text=True)
+    return time.perf_counter() - t0, float(proc.stdout.split()[-1])
+
+
 def timed(fn, repeats: int, warmup: bool = True) -> tuple[float, object]:
     if warmup:
         fn()
@@ -120,7 +146,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--naive-repeats", type=int, default=3)
     ap.add_argument("--skip-io", action="store_true")
+    ap.add_argument("--child", choices=["oxa", "naive"], help=argparse.SUPPRESS)
+    ap.add_argument("--src", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        if args.child == "naive":
+            naive_file(args.src, args.out, args.n)
+        else:
+            from oxa.selection import SelectConfig, select_file
+
+            select_file(SelectConfig(input=args.src, output=args.out, n=args.n))
+        print(peak_memory_gib())
+        return
 
     print(f"generating {args.records:,} records over {args.queries:,} queries ...", flush=True)
     records = make_records(args.records, args.queries)
@@ -152,14 +190,16 @@ def main() -> None:
 
     print(f"\nselect {args.n:,} of {args.records:,} (mu={MU}, sigma={SIGMA}, 1 per query): "
           f"{len(sel.indices):,} selected, {sel.stats['short_bins']} bins short, identical to the reference: yes")
-    print(f"  ours-core (arrays)     {t_core:8.3f} s   median of {args.repeats}")
-    print(f"  ours (list of dicts)   {t_ours:8.3f} s   median of {args.repeats}; extra memory {traced_peak / 2**20:,.0f} MiB")
-    print(f"  naive reference loop   {t_naive:8.3f} s   median of {args.naive_repeats}")
-    print(f"  speed-up: {t_naive / t_ours:.1f}x (same input), {t_naive / t_core:.0f}x for the core alone")
+    print("in memory, records already loaded:")
+    print(f"  ours-core (arrays)       {t_core:7.2f} s   median of {args.repeats}")
+    print(f"  ours (list of dicts)     {t_ours:7.2f} s   median of {args.repeats}; "
+          f"+{traced_peak / 2**20:,.0f} MiB traced allocations")
+    print(f"  naive reference loop     {t_naive:7.2f} s   median of {args.naive_repeats}")
+    print(f"  ratio naive/ours: {t_naive / t_ours:.1f}x on dicts, {t_naive / t_core:.1f}x for the core")
 
     if not args.skip_io:
         with tempfile.TemporaryDirectory() as tmp:
-            src, out = Path(tmp) / "scored.jsonl", Path(tmp) / "ce.jsonl"
+            src = Path(tmp) / "scored.jsonl"
             t0 = time.perf_counter()
             write_records(src, records)
             t_write = time.perf_counter() - t0
@@ -168,19 +208,18 @@ def main() -> None:
             back = read_records(src)
             t_read = time.perf_counter() - t0
             del back
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "oxa.cli", "select", str(src), "-o", str(out), "--n", str(args.n)],
-                           check=True, stderr=subprocess.DEVNULL)
-            t_stage = time.perf_counter() - t0
-            stage_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB on Linux
+            run_child("oxa", src, Path(tmp) / "warm.jsonl", args.n)  # warm-up: page cache, .pyc files
+            t_stage, m_stage = run_child("oxa", src, Path(tmp) / "ce.jsonl", args.n)
+            t_plain, m_plain = run_child("naive", src, Path(tmp) / "naive.jsonl", args.n)
             size = src.stat().st_size
-        print(f"\nI/O of the {size / 2**20:,.0f} MiB JSONL ({args.records:,} records):")
-        print(f"  write_records          {t_write:8.2f} s")
-        print(f"  read_records           {t_read:8.2f} s   (every record as a dict; the fallback path)")
-        print(f"  `oxa select` process   {t_stage:8.2f} s   peak memory {stage_peak:.2f} GiB "
-              f"(start-up + Arrow column read + select + parse/write {args.n:,} rows + hist JSON/PNG)")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"\npeak resident memory of this benchmark process (data + naive copies): {peak:.2f} GiB")
+        print(f"\nend to end on the {size / 2**20:,.0f} MiB JSONL file, each its own process (start-up included):")
+        print(f"  oxa select               {t_stage:7.2f} s   peak memory {m_stage:.2f} GiB "
+              f"(Arrow reads 4 columns, select, parse + write the {args.n:,} chosen lines, hist JSON/PNG)")
+        print(f"  naive reference script   {t_plain:7.2f} s   peak memory {m_plain:.2f} GiB "
+              "(json.loads every line, the loop, json.dumps)")
+        print(f"  ratio naive/ours: {t_plain / t_stage:.1f}x time, {m_plain / m_stage:.1f}x memory")
+        print(f"  for scale: write_records {t_write:.2f} s; read_records {t_read:.2f} s "
+              "(every record as a dict: oxa's fallback for irregular files)")
 
 
 if __name__ == "__main__":
