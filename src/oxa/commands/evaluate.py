@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
             help="Benchmark names (aime24 aime25 brumo25 cmimc25 hmmt25 minerva math500 gsm8k ...) or record files.")] = None,
         output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory.")] = None,
         model: ModelOpt = None,
-        n: Annotated[Optional[int], typer.Option("--n", help="Samples per problem [default: paper's, 128; Minerva 64].")] = None,
+        n: Annotated[Optional[int], typer.Option("--n", help="Samples per problem (default: the paper's 128; 64 for Minerva).")] = None,
         temperature: TemperatureOpt = 0.6,
         top_p: TopPOpt = 0.95,
         max_new_tokens: MaxNewOpt = 32768,
