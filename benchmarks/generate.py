@@ -31,11 +31,14 @@ def queries(count: int) -> list[dict]:
     return [{"id": str(i), "query": f"What is {i} + {i * 7}? Show the steps."} for i in range(count)]
 
 
-def timed(records, backend, args) -> tuple[float, int]:
+def timed(records, backend, args) -> tuple[float, list[dict]]:
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    sync()
     start = time.perf_counter()
     out = generate_records(records, n=args.n, temperature=0.6, top_p=0.95, max_new_tokens=args.max_new_tokens,
                            seed=0, backend=backend, progress=False)
-    return time.perf_counter() - start, sum(r["n_tokens"] for r in out)
+    sync()
+    return time.perf_counter() - start, out
 
 
 def main() -> None:
@@ -46,23 +49,30 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
 
     records = queries(args.queries)
     tok = train_tokenizer([r["query"] for r in records] * 4, vocab_size=512)
-    model = build_tiny_model(tok, hidden=args.hidden, layers=args.layers, heads=4, kv_heads=2, seed=0).eval()
+    model = build_tiny_model(tok, hidden=args.hidden, layers=args.layers, heads=args.heads, kv_heads=args.heads // 2,
+                             seed=0).to(args.device).eval()
     sides = {"batched": TransformersBackend(model, tok, batch_size=args.batch_size),
              "one at a time": TransformersBackend(model, tok, batch_size=1)}
-    print(f"torch threads {torch.get_num_threads()}; {args.queries} queries x {args.n} samples, "
+    print(f"{args.device}, torch threads {torch.get_num_threads()}; {args.queries} queries x {args.n} samples, "
           f"<= {args.max_new_tokens} new tokens, hidden {args.hidden} x {args.layers} layers")
-    rates = {}
+    rates, outputs = {}, {}
     for name, backend in sides.items():
         timed(records[:2], backend, args)  # warm-up
         runs = [timed(records, backend, args) for _ in range(args.repeats)]
-        rates[name] = statistics.median(tokens / seconds for seconds, tokens in runs)
-        print(f"{name:>14}: {rates[name]:10.0f} tokens/s (median of {args.repeats}; {runs[0][1]} tokens per run)")
+        rates[name] = statistics.median(sum(r["n_tokens"] for r in out) / seconds for seconds, out in runs)
+        outputs[name] = runs[-1][1]
+        print(f"{name:>14}: {rates[name]:10.0f} tokens/s (median of {args.repeats}; "
+              f"{sum(r['n_tokens'] for r in runs[0][1])} tokens per run)")
     print(f"{'ratio':>14}: {rates['batched'] / rates['one at a time']:.1f}x")
+    same = sum(a["response"] == b["response"] for a, b in zip(*outputs.values()))
+    print(f"{'same samples':>14}: {same} of {len(records) * args.n} responses identical in both batchings")
 
 
 if __name__ == "__main__":
