@@ -284,7 +284,7 @@ class GradingPool:
         self._workers = []
 
     def _chunks(self, n: int) -> deque[list[int]]:
-        # a few chunks per worker balance the load; 64 items amortise the message cost (benchmarks/verify_throughput.py)
+        # a few chunks per worker balance the load; 64 items amortise the message cost (benchmarks/verify.py)
         size = self.chunk_size or max(1, min(64, math.ceil(n / (4 * self.n_workers))))
         return deque(list(range(i, min(i + size, n))) for i in range(0, n, size))
 
