@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+import pytest
 from typer.testing import CliRunner
 
 from oxa.cli import app
 from oxa.io import read_records
 
 
+@pytest.mark.slow
 def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model):
     cache, model_dir = synth_base_model
     out = tmp_path / "run"
@@ -19,7 +21,7 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model):
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     stages = manifest["stages"]
-    assert list(stages) == ["world", "base_model", "verify", "score", "select", "distill", "train", "report"]
+    assert list(stages) == ["world", "base_model", "verify", "score", "select", "distill", "train", "evaluate", "report"]
     assert stages["base_model"]["model"] == str(model_dir)  # the cached model, not a new one
 
     teacher = read_records(out / "world" / "teacher.jsonl")
@@ -47,6 +49,12 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model):
     for name, path in stages["train"]["models"].items():
         assert (out / "models" / name / "config.json").exists() and path == str(out / "models" / name)
 
+    for name in ("base", "sft_lp", "sft", "oxa_mle", "oxa_full"):
+        samples = read_records(out / "eval" / name / "samples.jsonl")
+        assert len(samples) == 3 * 2 * 2  # 3 difficulties x 2 problems x n = 2 in the quick size
+        assert stages["evaluate"]["counts"][name]["pass@1"] == round(sum(s["correct"] for s in samples) / len(samples), 4)
+    assert (out / "eval" / "report.md").exists()
+
     report = (out / "report.md").read_text()
     assert "| gaussian |" in report and "median PPL" in report
     for png in ("plots/ppl_pool.png", "plots/ppl_selections.png"):
@@ -58,9 +66,24 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model):
     assert again.exit_code == 0, again.output
     assert all(s["reused"] for s in json.loads((out / "manifest.json").read_text())["stages"].values())
     cfg = tmp_path / "demo.yaml"
-    cfg.write_text("select:\n  share: 0.25\ntrain:\n  enabled: false\n")
+    cfg.write_text("select:\n  share: 0.25\n  sigma: null\n  ppl_min: null\n  ppl_max: null\n  bin_width: null\n"
+                   "train:\n  enabled: false\n")
     third = CliRunner().invoke(app, args + ["--config", str(cfg)])
     assert third.exit_code == 0, third.output
     stages3 = json.loads((out / "manifest.json").read_text())["stages"]
     assert [name for name, s in stages3.items() if not s["reused"]] == ["select", "report"]
     assert stages3["select"]["params"]["n"] < n
+
+
+def test_configs_demo_yaml_spells_out_the_defaults():
+    from pathlib import Path
+
+    from oxa.config import load_yaml, validate
+    from oxa.demo import DemoConfig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    from_file, default = validate(DemoConfig, load_yaml(path), source=str(path)), DemoConfig()
+    assert from_file.world_config() == default.world_config()
+    assert from_file.base_config().key() == default.base_config().key()
+    assert from_file.select_config() == default.select_config() and from_file.train == default.train
+    assert from_file.out == default.out and from_file.quick is False

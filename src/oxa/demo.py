@@ -35,18 +35,25 @@ QUICK_WORLD = WorldConfig(n_queries=40, samples_per_query=4, benchmark_per_diffi
 
 
 class DemoSelectConfig(StageConfig):
-    """The selections compared. Unset PPL settings adapt to the scored pool (a tiny model's PPLs are not
-    a 1.5B model's): ``mu`` at the pool's ``mu_quantile``, ``sigma`` half the pool's standard deviation,
-    the range the pool's 0.5-99.5 % quantiles in 40 bins."""
+    """The selections compared; defaults are the paper's Algorithm 1 settings except ``mu``.
+
+    Unset (null) values adapt to the scored pool: ``mu`` at the pool's ``mu_quantile`` within the
+    range (above the bulk, as the paper places it), the range at the pool's 0.5-99.5 % quantiles
+    in 40 bins, ``sigma`` half the pool's standard deviation. The quick size uses the adaptive range,
+    since a barely trained model's PPLs lie far above the paper's [1, 5].
+    """
 
     share: float = Field(0.5, gt=0, le=1, description="selection size as a share of the verified queries")
     methods: list[str] = ["gaussian", "lowest", "random"]
     mu: Optional[float] = None
     mu_quantile: float = Field(0.75, gt=0, lt=1)
-    sigma: Optional[float] = None
-    ppl_min: Optional[float] = None
-    ppl_max: Optional[float] = None
-    bin_width: Optional[float] = None
+    sigma: Optional[float] = 0.25
+    ppl_min: Optional[float] = 1.0
+    ppl_max: Optional[float] = 5.0
+    bin_width: Optional[float] = 0.05
+
+
+QUICK_SELECT = DemoSelectConfig(sigma=None, ppl_min=None, ppl_max=None, bin_width=None)
 
 
 class DemoTrainConfig(StageConfig):
@@ -54,8 +61,8 @@ class DemoTrainConfig(StageConfig):
 
     SFT_LP trains on the lowest-PPL selection, SFT on the random one, OXA_MLE on the Gaussian one, and
     OXA_Full on the Gaussian one plus unlikelihood on mined errors: the instruction model (the base
-    fine-tuned on ``instruct_share`` of the verified queries) samples ``samples`` answers per teacher
-    query, and its wrong answers with the lowest base-model PPL (>= ``min_error_ppl``) form the UL set.
+    fine-tuned on ``instruct_share`` of the verified queries) samples ``samples`` answers to each of
+    ``distill_queries`` teacher queries, and its wrong answers with the lowest base-model PPL (>= ``min_error_ppl``) form the UL set.
     """
 
     enabled: bool = True
@@ -64,10 +71,26 @@ class DemoTrainConfig(StageConfig):
     per_step: int = Field(16, ge=1, description="CE (and UL) sequences per optimizer step")
     alpha: float = Field(1e-4, ge=0, description="unlikelihood weight (the paper's value)")
     instruct_share: float = Field(0.25, gt=0, le=1)
+    distill_queries: int = Field(100, ge=1, description="teacher queries the instruction model answers")
     samples: int = Field(4, ge=1)
     temperature: float = Field(1.0, ge=0)
     max_new_tokens: int = Field(192, ge=1)
     min_error_ppl: float = 1.2
+
+
+class DemoEvalConfig(StageConfig):
+    """Evaluation of the base model and every fine-tuned one on the held-out synth benchmarks."""
+
+    enabled: bool = True
+    problems_per_difficulty: int = Field(20, ge=1)
+    n: int = Field(4, ge=1, description="samples per problem (Pass@k for k up to n)")
+    temperature: float = Field(0.6, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(192, ge=1)
+
+
+QUICK_EVAL = DemoEvalConfig(problems_per_difficulty=2, n=2)
+EVAL_BENCHMARKS = ["synth-easy", "synth-medium", "synth-hard"]
 
 
 class DemoConfig(StageConfig):
@@ -79,8 +102,9 @@ class DemoConfig(StageConfig):
     cache: Optional[Path] = None
     world: Optional[WorldConfig] = None
     base: Optional[BaseModelConfig] = None
-    select: DemoSelectConfig = DemoSelectConfig()
+    select: Optional[DemoSelectConfig] = None
     train: DemoTrainConfig = DemoTrainConfig()
+    eval: Optional[DemoEvalConfig] = None
     workers: int = Field(2, ge=1, description="verifier processes")
     token_budget: int = Field(16384, gt=0, description="padded tokens per scoring batch")
 
@@ -90,6 +114,12 @@ class DemoConfig(StageConfig):
 
     def base_config(self) -> BaseModelConfig:
         return self.base or (QUICK_BASE if self.quick else BaseModelConfig())
+
+    def eval_config(self) -> DemoEvalConfig:
+        return self.eval or (QUICK_EVAL if self.quick else DemoEvalConfig())
+
+    def select_config(self) -> DemoSelectConfig:
+        return self.select or (QUICK_SELECT if self.quick else DemoSelectConfig())
 
 
 @dataclass
@@ -163,13 +193,14 @@ def stage_select(run: Run) -> dict[str, Any]:
     from oxa.selection import SelectConfig, run_selection
 
     scored = read_records(run.path("data/scored.jsonl"))
-    s = run.config.select
+    s = run.config.select_config()
     pool = np.array([r["ppl"] for r in scored if r["correct"] and r["ppl"] is not None], dtype=float)
     n = max(1, int(s.share * len({r["query_id"] for r in scored if r["correct"]})))
     lo = s.ppl_min if s.ppl_min is not None else float(np.floor(np.quantile(pool, 0.005) * 100) / 100)
     hi = s.ppl_max if s.ppl_max is not None else float(np.ceil(np.quantile(pool, 0.995) * 100) / 100)
-    params = {"n": n, "mu": s.mu if s.mu is not None else float(np.quantile(pool, s.mu_quantile)),
-              "sigma": s.sigma if s.sigma is not None else float(0.5 * pool.std()),
+    in_range = pool[(pool >= lo) & (pool <= hi)]
+    params = {"n": n, "mu": s.mu if s.mu is not None else float(np.quantile(in_range, s.mu_quantile)),
+              "sigma": s.sigma if s.sigma is not None else float(0.5 * in_range.std()),
               "ppl_min": lo, "ppl_max": hi, "bin_width": s.bin_width or (hi - lo) / 40}
     outputs, counts, histograms = [], {}, {}
     for method in s.methods:
@@ -214,7 +245,7 @@ def stage_distill(run: Run) -> dict[str, Any]:
     write_records(run.path("data/instruct_set.jsonl"), instruct_set.records)
     instruct = _train(run, "instruct", "sft", "data/instruct_set.jsonl")
 
-    queries = list({r["query_id"]: Problem.from_record(r).to_record() for r in scored}.values())
+    queries = list({r["query_id"]: Problem.from_record(r).to_record() for r in scored}.values())[: t.distill_queries]
     samples = generate_records(queries, load_model(instruct), load_tokenizer(instruct, padding_side="left"),
                                n=t.samples, temperature=t.temperature, top_p=1.0, max_new_tokens=t.max_new_tokens,
                                seed=seed)
@@ -250,6 +281,29 @@ def stage_train(run: Run) -> dict[str, Any]:
     return {"outputs": list(models.values()), "models": models, "counts": {"runs": len(models)}}
 
 
+def stage_evaluate(run: Run) -> dict[str, Any]:
+    """Pass@k on the held-out benchmarks (``oxa eval``), plus the step checker's verdict on every sample."""
+    from oxa.evaluation import EvalConfig, evaluate
+    from oxa.report import build_report
+
+    e = run.config.eval_config()
+    models = {"base": run.done["base_model"]["model"], **run.done["train"]["models"]}
+    counts = {}
+    for name, model in models.items():
+        results = evaluate(EvalConfig(model=model, benchmarks=EVAL_BENCHMARKS, output=run.path(f"eval/{name}"), n=e.n,
+                                      limit=e.problems_per_difficulty, temperature=e.temperature, top_p=e.top_p,
+                                      max_new_tokens=e.max_new_tokens, seed=run.config.seed,
+                                      workers=run.config.workers))
+        samples = read_records(run.path(f"eval/{name}/samples.jsonl"))
+        counts[name] = {"pass@1": round(results["average"]["pass@1"], 4),
+                        f"pass@{e.n}": round(results["average"]["pass@n"], 4),
+                        "all_steps_right": round(mean(check_steps(s, s["response"]).correct for s in samples), 4),
+                        **{b: round(m["pass@1"], 4) for b, m in results["benchmarks"].items()}}
+    build_report([run.path(f"eval/{name}") for name in models], run.path("eval"), names=list(models),
+                 baseline=run.path("eval/base"), title="OXA demo: fine-tuned models on the synth benchmarks")
+    return {"outputs": [f"eval/{name}/results.json" for name in models] + ["eval/report.md"], "counts": counts}
+
+
 def stage_report(run: Run) -> dict[str, Any]:
     from oxa.plots import plot_ppl_histograms
 
@@ -271,12 +325,14 @@ STAGES: list[Stage] = [
     Stage("base_model", stage_base_model, lambda c: c.base_config().key()),
     Stage("verify", stage_verify, lambda c: None, after=("world",)),
     Stage("score", stage_score, lambda c: c.token_budget, after=("verify", "base_model")),
-    Stage("select", stage_select, lambda c: [c.seed, c.select.model_dump()], after=("score",)),
+    Stage("select", stage_select, lambda c: [c.seed, c.select_config().model_dump()], after=("score",)),
     Stage("distill", stage_distill, lambda c: [c.seed, c.train.model_dump()], after=("select",),
           enabled=lambda c: c.train.enabled),
     Stage("train", stage_train, lambda c: [c.seed, c.train.model_dump()], after=("distill",),
           enabled=lambda c: c.train.enabled),
-    Stage("report", stage_report, lambda c: None, after=("select", "train")),
+    Stage("evaluate", stage_evaluate, lambda c: [c.seed, c.workers, c.eval_config().model_dump()], after=("train",),
+          enabled=lambda c: c.train.enabled and c.eval_config().enabled),
+    Stage("report", stage_report, lambda c: None, after=("select", "train", "evaluate")),
 ]
 
 
@@ -371,6 +427,15 @@ def render_report(run: Run, scored: list[dict], sel: dict[str, Any]) -> str:
                   "| run | method | CE data | UL data | model |", "|---|---|---|---|---|"]
         lines += [f"| {name} | {m} | ce_{sel}.jsonl | {'ul_errors.jsonl' if ul else '-'} | `{st['train']['models'][name]}` |"
                   for name, (m, sel, ul) in TRAIN_RUNS.items()]
+    if "evaluate" in st:
+        ev = st["evaluate"]["counts"]
+        cols = list(next(iter(ev.values())))
+        lines += ["", "## Evaluation on the held-out benchmarks", "",
+                  "Pass@1 / Pass@k averaged over synth-easy, -medium and -hard, each benchmark's Pass@1, and the "
+                  "share of samples whose every step the step checker accepts (full tables and plots: "
+                  "[eval/report.md](eval/report.md)).", "",
+                  "| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        lines += [f"| {name} | " + " | ".join(f"{100 * c[k]:.1f}" for k in cols) + " |" for name, c in ev.items()]
     lines += ["", "![PPL of the pool by familiarity](plots/ppl_pool.png)", "",
               "![PPL of the selections](plots/ppl_selections.png)", "", "## Stages", "",
               "| stage | seconds | reused |", "|---|---|---|"]
