@@ -28,7 +28,7 @@ from oxa.io import write_json
 from oxa.prompting import PAPER_SUFFIX, PromptFormat, encode_example
 from oxa.synth.corpus import PRETRAIN_MIX, pretrain_documents
 
-WORLD_VERSION = 2  # bump when problems, strategies or the corpus format change: invalidates cached models
+WORLD_VERSION = 3  # bump when problems, strategies or the corpus format change: invalidates cached models
 
 
 class BaseModelConfig(StageConfig):

@@ -2,7 +2,7 @@
 
 OXA's premise is that correct reasoning paths the base model finds unlikely (high PPL) carry patterns
 it has not captured. To make that measurable, the corpus over-represents one strategy per family,
-shows a second one now and then, a third rarely (5 %) and never the rest; the teacher later uses
+shows a second one now and then, a third rarely (1 %) and never the rest; the teacher later uses
 all of them evenly.
 
 Most documents are plain text (``Question: ...\\nAnswer: ...``), like a base model's web data; a share
@@ -23,10 +23,10 @@ from oxa.synth.teacher import solve, strategies_for
 # family -> strategy -> share of that family's pre-training documents (strategies not listed: absent).
 # One frequent strategy, one occasional, the rest rare or never seen.
 PRETRAIN_MIX: dict[str, dict[str, float]] = {
-    "chain": {"stepwise": 0.75, "labelled": 0.2, "checked": 0.05},
-    "word": {"running": 0.75, "products-first": 0.2, "gains-losses": 0.05},
-    "linear": {"isolate": 0.75, "undo": 0.2, "checked": 0.05},
-    "modular": {"direct": 0.75, "division": 0.2, "reduce-first": 0.05},
+    "chain": {"stepwise": 0.79, "labelled": 0.2, "checked": 0.01},
+    "word": {"running": 0.79, "products-first": 0.2, "gains-losses": 0.01},
+    "linear": {"isolate": 0.79, "undo": 0.2, "checked": 0.01},
+    "modular": {"direct": 0.79, "division": 0.2, "reduce-first": 0.01},
 }
 HELD_OUT_SHARE = 0.15
 
