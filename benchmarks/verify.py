@@ -1,6 +1,6 @@
 """Grading throughput: ``oxa.verify.grade_many`` vs the naive process pool, same records, in one run.
 
-    python benchmarks/verify.py [--problems 250] [--n 8] [--workers 2] [--repeats 3]
+    python benchmarks/verify.py [--problems 300] [--n 8] [--workers 2] [--repeats 3]
 
 Records look like sampled evaluation output: ``--n`` responses per problem (gold answers from
 MATH-500 and the paper's benchmarks), each a few KB of reasoning ending in ``\\boxed{}``; 60% give the
@@ -72,7 +72,7 @@ def ours(responses, golds, workers: int, timeout: float) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--problems", type=int, default=250)
+    ap.add_argument("--problems", type=int, default=300)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
