@@ -50,7 +50,7 @@ from oxa.prompting import Encoded, PromptFormat, encode_example, response_mask
 from oxa.records import Fields, get_text
 
 LOGIT_CHUNK_BYTES = 256 * 2**20  # fp32 logits of one head chunk: 256 MiB (~440 positions at a 152k vocab)
-SORT_WINDOW = 1024
+SORT_WINDOW = 256  # records sorted together: ~98% of the padding saving of a global sort on long-tailed lengths
 
 
 @dataclass(frozen=True)
@@ -193,20 +193,18 @@ def iter_window_scores(
     """
     encoded: list[Encoded] = []
     owners: list[int] = []
-    empty: list[tuple[int, Score]] = []
+    empty: list[int] = []
     for i, record in window:
         enc = encode_record(record, tokenizer, fields, fmt, max_len, f"{source}: record {i + 1}")
         if enc is None:
-            empty.append((i, Score(math.nan, 0, False)))
+            empty.append(i)
         else:
             encoded.append(enc)
             owners.append(i)
-    empty = [(i, s) for i, s in empty if not skip(i)]
-    if empty:
-        yield empty
+    if todo := [(i, Score(math.nan, 0, False)) for i in empty if not skip(i)]:
+        yield todo
     for batch in scorer.plan(encoded):
-        todo = [owners[b] for b in batch if not skip(owners[b])]
-        if not todo:
+        if all(skip(owners[b]) for b in batch):
             continue
         scores = scorer.score_batch([encoded[b] for b in batch])
         yield [(owners[b], s) for b, s in zip(batch, scores) if not skip(owners[b])]
@@ -282,7 +280,8 @@ class ScoreSummary:
     nan: int  # records with no scored token (empty response, or the prompt fills max_len)
     truncated: int
     skipped: int  # bad input lines/records skipped with skip_bad
-    seconds: float
+    seconds: float  # scoring, after the model is loaded (the rate's denominator)
+    load_seconds: float  # reading the input and loading the model
     world_size: int
 
     def line(self) -> str:
@@ -290,6 +289,7 @@ class ScoreSummary:
         resumed = self.records - self.scored
         return (
             f"scored {self.scored} records in {self.seconds:.1f} s ({rate:.1f} rec/s"
+            + f", {self.load_seconds:.1f} s loading"
             + (f", {self.world_size} processes" if self.world_size > 1 else "")
             + ")"
             + (f", {resumed} resumed from an earlier run" if resumed else "")
@@ -320,11 +320,13 @@ def score_file(config: ScoreConfig) -> ScoreSummary | None:
         pending = [window for window in mine if any(i not in writer.done for i in window)]
         n_pending = sum(i not in writer.done for window in pending for i in window)
         scored = 0
+        loaded = time.perf_counter()
         if pending:
             tokenizer = load_tokenizer(config.model)
             device = default_device() if config.device == "auto" else config.device
             model = load_model(config.model, dtype=config.dtype, device=device)
             scorer = Scorer(model, token_budget=config.token_budget, pad_id=_pad_id(tokenizer))
+            loaded = time.perf_counter()
             with _progress(n_pending, config.progress and rank == 0) as bar:
                 for window in pending:
                     for batch in iter_window_scores(
@@ -349,7 +351,8 @@ def score_file(config: ScoreConfig) -> ScoreSummary | None:
         nan=sum(r["ppl"] is None or (isinstance(r["ppl"], float) and math.isnan(r["ppl"])) for r in merged),
         truncated=sum(bool(r["truncated"]) for r in merged),
         skipped=stats.skipped,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - loaded,
+        load_seconds=loaded - start,
         world_size=world,
     )
 

@@ -39,7 +39,7 @@ def score(
     token_budget: Annotated[int, typer.Option("--token-budget", help="Padded tokens per batch.")] = 16384,
     sort_window: Annotated[
         int, typer.Option("--sort-window", help="Records sorted by length together (and the unit of sharding).")
-    ] = 1024,
+    ] = 256,
     dtype: Annotated[str, typer.Option("--dtype", help="Model weights: float32, bfloat16, float16 or auto.")] = "float32",
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ...; auto: this rank's GPU if any.")] = "auto",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,

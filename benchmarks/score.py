@@ -1,0 +1,148 @@
+"""Scoring throughput: `oxa.scoring` vs the naive way, side by side on the same model and records.
+
+Naive (what the reference code and most scripts do): fixed-size batches in file order, padded to the
+longest sequence of the batch, full-vocabulary fp32 logits, log_softmax, then the response positions.
+Ours: length-sorted windows packed into token-budget batches, the output head only at scored positions,
+a chunk at a time. Both use the same tokenization (encode_example) and report the same PPL definition.
+
+The records have long-tailed response lengths (log-normal, a few hundred tokens typical, a tail
+into the thousands), as teacher reasoning traces do. The tiny model's embedding matrix is padded to
+--vocab rows (as Qwen pads 151,665 tokens to 151,936) so the output head costs what a larger vocabulary
+costs. Prints records/s of both, the speed-up, and the largest relative PPL
+difference between the two. Example:
+
+    OMP_NUM_THREADS=2 python -P benchmarks/score.py --records 256 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import time
+
+import torch
+
+from oxa.prompting import PromptFormat, encode_example, response_mask
+from oxa.scoring import score_records
+from oxa.tiny import build_tiny_model, train_tokenizer
+
+
+def make_records(n: int, max_tokens: int, seed: int) -> list[dict]:
+    """Arithmetic worked solutions whose lengths follow a long-tailed (log-normal) distribution."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        a, b = rng.randint(10, 999), rng.randint(10, 999)
+        n_tokens = min(max_tokens, max(8, int(rng.lognormvariate(math.log(150), 0.9))))
+        lines, length = [], 0
+        while length < n_tokens:
+            k = len(lines)
+            lines.append(f"Step {k + 1}: {a + k} + {b} = {a + b + k}, so we carry on.")
+            length += 24  # about the tokens one such line takes with the benchmark tokenizer
+        text = "<think>\n" + "\n".join(lines) + "\n</think>\n\\boxed{" + str(a + b) + "}"
+        records.append({"id": i, "query": f"What is {a} + {b}? Show every step.", "response": text})
+    return records
+
+
+@torch.inference_mode()
+def naive_scores(records: list[dict], model, tokenizer, fmt: PromptFormat, batch_size: int) -> list[float]:
+    """Fixed batches in file order, padded to the longest, full fp32 logits."""
+    device = next(model.parameters()).device
+    out = []
+    for s in range(0, len(records), batch_size):
+        encs = [encode_example(tokenizer, r["query"], r["response"], fmt) for r in records[s : s + batch_size]]
+        width = max(len(e.input_ids) for e in encs)
+        ids = torch.full((len(encs), width), tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        mask = torch.zeros_like(ids, dtype=torch.bool)
+        for row, e in enumerate(encs):
+            ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
+            attention[row, : len(e.input_ids)] = 1
+            mask[row, : len(e.input_ids)] = torch.tensor(response_mask(e))
+        ids, attention, mask = ids.to(device), attention.to(device), mask.to(device)
+        logprobs = model(input_ids=ids, attention_mask=attention).logits.float().log_softmax(-1)
+        token_lp = logprobs[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
+        scored = mask[:, 1:]
+        nll = -(token_lp * scored).sum(1).double() / scored.sum(1)
+        out += torch.exp(nll).tolist()
+    return out
+
+
+def timed_pair(naive, ours, repeats: int, device: torch.device) -> tuple[list[float], list[float], list[object]]:
+    """Median seconds and peak device memory (GiB, CUDA only) of each, alternating the two so load
+    changes on a shared machine hit both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    peaks = [0.0, 0.0]
+    results: list[object] = [None, None]
+    for _ in range(repeats):
+        for k, fn in enumerate((naive, ours)):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            start = time.perf_counter()
+            results[k] = fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                peaks[k] = max(peaks[k], torch.cuda.max_memory_allocated(device) / 2**30)
+            times[k].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times], peaks, results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--records", type=int, default=256)
+    p.add_argument("--max-tokens", type=int, default=2048)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--intermediate", type=int, default=None, help="MLP width [default: 4 x hidden]")
+    p.add_argument("--vocab", type=int, default=8192, help="output head rows (logit cost grows with it)")
+    p.add_argument("--token-budget", type=int, default=16384, help="ours: padded tokens per batch")
+    p.add_argument("--batch-size", type=int, default=16, help="naive: records per batch")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+
+    records = make_records(args.records, args.max_tokens, args.seed)
+    tokenizer = train_tokenizer([r["query"] + "\n" + r["response"] for r in records[:200]], vocab_size=1024)
+    model = build_tiny_model(tokenizer, hidden=args.hidden, layers=args.layers, heads=args.heads,
+                             kv_heads=args.kv_heads, intermediate=args.intermediate,
+                             max_positions=2 * args.max_tokens + 512, seed=args.seed)
+    model.resize_token_embeddings(max(args.vocab, len(tokenizer)), mean_resizing=False)
+    device = torch.device(args.device)
+    model = model.to(device=device, dtype=getattr(torch, args.dtype)).eval()
+    fmt = PromptFormat()
+    lengths = [len(encode_example(tokenizer, r["query"], r["response"], fmt).input_ids) for r in records]
+    n_tokens = sum(lengths)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"{len(records)} records, {n_tokens} tokens (median {int(statistics.median(lengths))}, "
+          f"max {max(lengths)}); model {params:.1f}M params, vocab {model.config.vocab_size}, "
+          f"hidden {args.hidden} x {args.layers} layers, {args.dtype} on {device}"
+          + (f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""))
+
+    warm = records[:32]
+    naive_scores(warm, model, tokenizer, fmt, args.batch_size)
+    score_records(warm, model, tokenizer, fmt=fmt, token_budget=args.token_budget, progress=False)
+
+    (t_naive, t_ours), peaks, (naive, ours) = timed_pair(
+        lambda: naive_scores(records, model, tokenizer, fmt, args.batch_size),
+        lambda: score_records(records, model, tokenizer, fmt=fmt, token_budget=args.token_budget, progress=False),
+        args.repeats,
+        device,
+    )
+    rel = max(abs(o["ppl"] - n) / n for o, n in zip(ours, naive))
+    mem = [f"  peak {peak:6.1f} GiB" if device.type == "cuda" else "" for peak in peaks]
+    print(f"naive (batch {args.batch_size}, file order, full logits):         {t_naive:8.2f} s "
+          f"{len(records) / t_naive:8.1f} rec/s {n_tokens / t_naive:9.0f} tok/s{mem[0]}")
+    print(f"oxa   (token budget {args.token_budget}, sorted, chunked head): {t_ours:8.2f} s "
+          f"{len(records) / t_ours:8.1f} rec/s {n_tokens / t_ours:9.0f} tok/s{mem[1]}")
+    print(f"speed-up {t_naive / t_ours:.2f}x (median of {args.repeats}); max relative PPL difference {rel:.2e}")
+
+
+if __name__ == "__main__":
+    main()
