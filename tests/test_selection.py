@@ -418,3 +418,10 @@ def test_irregular_files_take_the_record_reader(tmp_path, capsys):
                          "--skip-bad"], capsys)
     assert code == 0 and [json.loads(x)["query"] for x in (tmp_path / "o.jsonl").read_text().splitlines()] == ["a", "b"]
     assert "malformed lines skipped" in err
+
+
+def test_fractional_lengths_rank_like_integers():
+    records = [{"query": f"q{i}", "ppl": 2.51, "n_tokens": x, "correct": True}
+               for i, x in enumerate([3.5, 10.25, 0.5, 7.0, 10.25, 1e12])]
+    picked = select_gaussian(records, 3, mu=2.525, sigma=0.01, seed=0).indices.tolist()
+    assert picked == [1, 4, 5]  # the longest three, whatever their type or magnitude

@@ -249,6 +249,15 @@ def seeded_order(n: int, seed: int, key: np.ndarray | None = None) -> np.ndarray
     return perm if key is None else perm[np.argsort(key[perm], kind="stable")]
 
 
+def _descending_key(length: np.ndarray) -> np.ndarray:
+    """Small non-negative integers ordering ``length`` from longest to shortest (equal lengths equal):
+    ``max - length`` for token or character counts, else the rank among the distinct lengths."""
+    if len(length) and length.min() >= 0 and length.max() < 2**31 and (np.floor(length) == length).all():
+        return (length.max() - length).astype(np.int64)
+    _, rank = np.unique(length, return_inverse=True)
+    return rank.max(initial=0) - rank.reshape(-1).astype(np.int64)
+
+
 @dataclass
 class GaussianPick:
     indices: np.ndarray  # selected record indices, in selection order
@@ -275,8 +284,7 @@ def gaussian_pick(
     """
     n_bins = len(targets)
     inside = np.flatnonzero(bins >= 0)
-    _, length_rank = np.unique(length[inside], return_inverse=True)  # 0 = shortest
-    longest_first = length_rank.max(initial=0) - length_rank.reshape(-1)
+    longest_first = _descending_key(length[inside])
     walk_key = bins[inside] * (longest_first.max(initial=0) + 1) + longest_first  # (bin, longest first)
     order = inside[seeded_order(len(inside), seed, walk_key)]
     starts = np.searchsorted(bins[order], np.arange(n_bins + 1))
