@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import typer
@@ -167,6 +170,28 @@ def test_items_after_the_hung_one_in_its_chunk_are_still_graded():
         again = pool.grade([("7", ("7",))])  # the replacement worker serves later calls
     assert statuses == ["correct", "incorrect", "timeout", "correct", "timeout", "correct"]
     assert pool.killed == 2 and again == ["correct"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_workers_die_with_their_parent_even_mid_hang():
+    code = f"from oxa.verify import grade_many; grade_many([r'\\boxed{{{HANG}}}'], ['1'], timeout=300, progress=False)"
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+    deadline = time.monotonic() + 30
+    while len(workers := children.read_text().split()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(workers) == 2
+    parent.kill()
+    parent.wait()
+
+    def alive(pid: str) -> bool:  # a zombie waiting for init to reap it is dead
+        stat = Path(f"/proc/{pid}/stat")
+        return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+    deadline = time.monotonic() + 5
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(alive, workers))
 
 
 def test_pool_settings_are_checked():

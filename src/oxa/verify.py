@@ -27,7 +27,10 @@ import json
 import logging
 import math
 import multiprocessing as mp
+import os
 import re
+import signal
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -206,9 +209,25 @@ def grade_answer(pred: str | None, golds: tuple[str, ...]) -> Status:
 Task = tuple[str | None, tuple[str, ...]]  # (extracted answer, normalised golds)
 
 
-def _worker_main(conn, clock, slot: int) -> None:
+def _die_with_parent(parent_pid: int, inherited: Sequence) -> None:
+    """Tie a forked worker's life to its parent's: the kernel kills it when the parent dies (Linux),
+    even mid-hang; and it drops the pipe ends it inherited (its own parent end, other workers'), so
+    that a parent gone away reads as end-of-file instead of a pipe held open by a sibling."""
+    for c in inherited:
+        c.close()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # it died before prctl took effect
+        os._exit(0)
+
+
+def _worker_main(conn, clock, slot: int, parent_pid: int, inherited: Sequence) -> None:
     """Grade chunks of tasks until told to stop. Before each item it stamps (start time, position in
     the chunk) into its slot of the shared ``clock`` so the parent can see what it is stuck on."""
+    _die_with_parent(parent_pid, inherited)
     try:
         while (chunk := conn.recv()) is not None:
             statuses = []
@@ -221,14 +240,16 @@ def _worker_main(conn, clock, slot: int) -> None:
                     statuses.append("unparsable")
             clock[2 * slot] = 0.0
             conn.send(statuses)
-    except (EOFError, KeyboardInterrupt):
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):  # the parent is gone or interrupted
         pass
 
 
 class _Worker:
-    def __init__(self, ctx, clock, slot: int):
+    def __init__(self, ctx, clock, slot: int, siblings: Sequence[_Worker] = ()):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, clock, slot), daemon=True, name=f"oxa-verify-{slot}")
+        inherited = [self.conn, *(w.conn for w in siblings)]
+        self.proc = ctx.Process(target=_worker_main, args=(child, clock, slot, os.getpid(), inherited), daemon=True,
+                                name=f"oxa-verify-{slot}")
         self.proc.start()
         child.close()
         self.slot = slot
@@ -294,7 +315,8 @@ class GradingPool:
         pending = self._chunks(len(tasks))
         if pending and not self._workers:  # started on first use: a run with nothing to grade forks nothing
             grade_answer("0", ("0",))  # warm up before forking, so every worker inherits it
-            self._workers = [_Worker(self._ctx, self._clock, s) for s in range(self.n_workers)]
+            for slot in range(self.n_workers):
+                self._workers.append(_Worker(self._ctx, self._clock, slot, self._workers))
         while pending or any(w.chunk is not None for w in self._workers):
             for w in self._workers:
                 if w.chunk is None and pending:
@@ -353,7 +375,8 @@ class GradingPool:
                 raise RuntimeError("grading workers keep dying before they start an item; see their stderr above")
         if rest:
             pending.appendleft(rest)
-        self._workers[self._workers.index(w)] = _Worker(self._ctx, self._clock, w.slot)
+        others = [o for o in self._workers if o is not w]
+        self._workers[self._workers.index(w)] = _Worker(self._ctx, self._clock, w.slot, others)
 
 
 @contextlib.contextmanager
