@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from oxa.io import write_records
@@ -38,6 +39,7 @@ def mean_nll(model_dir, rows) -> float:
     return sum(values) / len(values)
 
 
+@pytest.mark.slow
 def test_oxa_full_suppresses_ul_and_promotes_ce(tmp_path, tiny_model_dir):
     ce, ul = sums(32, 0, wrong=False), sums(32, 3, wrong=True)
     write_records(tmp_path / "ce.jsonl", ce)

@@ -74,6 +74,7 @@ def worker(work: Path) -> None:
 
 
 @pytest.mark.distributed
+@pytest.mark.slow
 def test_two_processes_match_single_process_full_batch(tmp_path, tiny_model_dir):
     import shutil
 

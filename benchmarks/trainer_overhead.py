@@ -1,0 +1,145 @@
+"""Training throughput of `oxa-full` (composer + fused CE/UL loss + metrics) against plain CE SFT.
+
+Same tiny Qwen2, same tokenised examples, same rows per optimizer step and micro-batch size. Plain SFT is
+transformers' Trainer with ``labels`` (the model's own full-logits cross-entropy); ours is OxaTrainer
+with half the rows as UL. Tokens per second counts the non-padding tokens of every micro-batch over the
+timed ``trainer.train()``; each variant gets a warm-up run, then the median of ``--repeats`` runs.
+
+    python benchmarks/trainer_overhead.py [--hidden 128 --layers 2 --steps 20 --repeats 3]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# benchmarks/ holds a select.py that would shadow the standard library's select
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import torch  # noqa: E402
+
+
+def examples(tokenizer, n: int):
+    from oxa.prompting import PromptFormat
+    from oxa.training.data import Example, encode_records
+
+    rows = []
+    for i in range(n):
+        a, b = 10 + i % 89, 7 + (i * 13) % 97
+        steps = " ".join(f"{a} + {k} = {a + k}." for k in range(1 + i % 6))
+        rows.append({"query": f"What is {a} + {b}?", "response": f"<think>{steps} {a} + {b} = {a + b}</think> \\boxed{{{a + b}}}"})
+    from oxa.records import Fields
+
+    ex, _, _ = encode_records(rows, tokenizer, fmt=PromptFormat(), fields=Fields(), cutoff_len=4096, policy="drop",
+                              source="synthetic")
+    assert all(isinstance(e, Example) for e in ex)
+    return ex
+
+
+class Counting:
+    """Wraps a collator and counts the non-padding tokens it hands out."""
+
+    def __init__(self, collate):
+        self.collate, self.tokens = collate, 0
+
+    def __call__(self, items):
+        batch = self.collate(items)
+        self.tokens += int(batch["attention_mask"].sum())
+        return batch
+
+
+def plain_collate(pad_id):
+    def collate(items):
+        width = max(len(x["input_ids"]) for x in items)
+        ids = torch.full((len(items), width), pad_id)
+        labels = torch.full((len(items), width), -100)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for i, x in enumerate(items):
+            n = len(x["input_ids"])
+            ids[i, :n] = torch.tensor(x["input_ids"])
+            mask[i, :n] = 1
+            labels[i, x["n_prompt"]:n] = ids[i, x["n_prompt"]:n]
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    return collate
+
+
+def run(variant: str, state, model_config, tokenizer, ce, ul, args, out_dir) -> float:
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    from oxa.training.composer import BatchComposer
+    from oxa.training.data import Collator, ComposedDataset
+    from oxa.training.trainer import OxaTrainer
+
+    model = AutoModelForCausalLM.from_config(model_config)
+    model.load_state_dict(state)
+    rows = args.rows_per_step
+    common = dict(output_dir=out_dir, per_device_train_batch_size=args.micro_batch_size, learning_rate=1e-4,
+                  max_steps=args.steps, report_to="none", save_strategy="no", logging_steps=10 ** 9,
+                  disable_tqdm=True, seed=0, dataloader_pin_memory=False)
+    if variant == "ours":
+        composer = BatchComposer([e.n_loss for e in ce], [e.n_loss for e in ul], ce_per_step=rows // 2,
+                                 ul_per_step=rows // 2, micro_batch_size=args.micro_batch_size, seed=0)
+        collate = Counting(Collator(tokenizer.pad_token_id))
+        trainer = OxaTrainer(model=model, args=TrainingArguments(gradient_accumulation_steps=composer.grad_accum,
+                                                                 remove_unused_columns=False, **common),
+                             train_dataset=ComposedDataset(ce, ul), data_collator=collate, composer=composer,
+                             alpha=1e-4)
+    else:
+        data = [{"input_ids": e.input_ids, "n_prompt": max(e.n_prompt, 1)} for e in ce + ul]
+        collate = Counting(plain_collate(tokenizer.pad_token_id))
+        trainer = Trainer(model=model, args=TrainingArguments(gradient_accumulation_steps=rows // args.micro_batch_size,
+                                                              remove_unused_columns=False, **common),
+                          train_dataset=data, data_collator=collate)
+    start = time.perf_counter()
+    trainer.train()
+    return collate.tokens / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--vocab", type=int, default=2048)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rows-per-step", type=int, default=32)
+    parser.add_argument("--micro-batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    from oxa.tiny import build_tiny_model, train_tokenizer
+
+    corpus = [f"What is {a} + {b}? <think>{a} + {b} = {a + b}</think> \\boxed{{{a + b}}}" for a in range(200) for b in range(0, 200, 7)]
+    tokenizer = train_tokenizer(corpus, vocab_size=args.vocab)
+    model = build_tiny_model(tokenizer, hidden=args.hidden, layers=args.layers, seed=0)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    ex = examples(tokenizer, 2 * args.rows_per_step * args.steps)
+    ce, ul = ex[: len(ex) // 2], ex[len(ex) // 2:]
+    results = {"plain": [], "ours": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in ("plain", "ours"):  # warm-up
+            run(variant, state, model.config, tokenizer, ce, ul, args, tmp)
+        for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
+            for variant in ("plain", "ours"):
+                results[variant].append(run(variant, state, model.config, tokenizer, ce, ul, args, tmp))
+    plain, ours = statistics.median(results["plain"]), statistics.median(results["ours"])
+    print(f"tiny Qwen2 hidden {args.hidden} x {args.layers} layers, vocab {len(tokenizer)}, {args.rows_per_step} rows/step "
+          f"(micro-batch {args.micro_batch_size}), {args.steps} steps, median of {args.repeats}")
+    print(f"  plain CE SFT (transformers Trainer, labels): {plain:9.0f} tokens/s   runs {[round(x) for x in results['plain']]}")
+    print(f"  oxa-full (OxaTrainer, CE + UL, fused loss) : {ours:9.0f} tokens/s   runs {[round(x) for x in results['ours']]}")
+    print(f"  ratio oxa-full / plain = {ours / plain:.3f}")
+
+
+if __name__ == "__main__":
+    main()
