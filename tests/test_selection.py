@@ -352,6 +352,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     code, err = run_cli(["select", str(src), "-o", str(tmp_path / "o.jsonl"), "--n", "1", "--method", "best"], capsys)
     assert code == 2 and "method" in err
     assert not (tmp_path / "o.jsonl").exists()
+    code, err = run_cli(["select", str(src), "-o", str(src), "--n", "1"], capsys)
+    assert code == 2 and "overwrite the input" in err
 
 
 def test_plot_has_target_and_log_scale(tmp_path):

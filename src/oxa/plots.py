@@ -35,7 +35,7 @@ def plot_ppl_histograms(
     """Overlay PPL histograms of several named series (first drawn behind) and an optional target.
 
     ``target`` holds one count per bin of ``bin_edges`` and is drawn as a black step line. The y axis
-    is logarithmic when ``log`` is True, or (``log=None``) when the tallest series is over 20 times
+    is logarithmic when ``log`` is True, or (``log=None``) when the tallest series is over 10 times
     the shortest, so a 2.6M-record pool and a 50k selection stay readable on one axis. Values outside
     the edges are left out and their count shown in the legend. The PNG is written atomically.
     """
@@ -51,7 +51,7 @@ def plot_ppl_histograms(
     if target is not None and np.max(target) > 0:
         tallest.append(float(np.max(target)))
     if log is None:
-        log = len(tallest) > 1 and max(tallest) > 20 * min(tallest)
+        log = len(tallest) > 1 and max(tallest) > 10 * min(tallest)
 
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
     for k, (name, c) in enumerate(counts.items()):

@@ -653,6 +653,8 @@ def select_file(config: SelectConfig) -> tuple[Selection, dict[str, int]]:
     from oxa.plots import plot_ppl_histograms
 
     c, source = config, str(config.input)
+    if c.output.resolve() == c.input.resolve():
+        raise OxaError(f"{c.output}: the output would overwrite the input; choose another path")
     read_stats = ReadStats()
     columns = read_columns(c.input, ppl_field=c.ppl_field, group_field=c.group_field or c.fields.query,
                            correct_field=c.correct_field, length_field=c.length_field if c.method == "gaussian" else None)
