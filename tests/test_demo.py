@@ -66,7 +66,7 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model):
     assert again.exit_code == 0, again.output
     assert all(s["reused"] for s in json.loads((out / "manifest.json").read_text())["stages"].values())
     cfg = tmp_path / "demo.yaml"
-    cfg.write_text("select:\n  share: 0.25\n  sigma: null\n  ppl_min: null\n  ppl_max: null\n  bin_width: null\n"
+    cfg.write_text("select:\n  share: 0.25\n  mu: null\n  sigma: null\n  ppl_min: null\n  ppl_max: null\n  bin_width: null\n"
                    "train:\n  enabled: false\n")
     third = CliRunner().invoke(app, args + ["--config", str(cfg)])
     assert third.exit_code == 0, third.output
