@@ -8,7 +8,7 @@ both are counted and reported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -47,15 +47,6 @@ class EncodeStats:
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
-
-
-@dataclass
-class TrainingSets:
-    ce: list[Example] = field(default_factory=list)
-    ul: list[Example] = field(default_factory=list)
-    ce_records: list[dict] = field(default_factory=list)
-    ul_records: list[dict] = field(default_factory=list)
-    stats: dict[str, EncodeStats] = field(default_factory=dict)
 
 
 def read_split(
