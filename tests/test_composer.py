@@ -89,3 +89,13 @@ def test_ul_only_and_small_steps_get_fillers():
     assert all(r.norm == 0 for b in last for r in b if r.filler)
     with pytest.raises(ValueError):
         BatchComposer([], [], ce_per_step=1, ul_per_step=1)
+
+
+def test_micro_batches_hold_similar_lengths_and_processes_get_equal_work():
+    ce_len = lengths(64, 3)
+    comp = BatchComposer(ce_len, [], ce_per_step=32, ul_per_step=1, world_size=2, micro_batch_size=4)
+    plan = comp.plan_step(0, 0)
+    groups = sorted(([ce_len[r.index] for r in b] for b in plan), key=max)
+    assert all(max(a) <= min(b) for a, b in zip(groups, groups[1:]))  # no two micro-batches interleave in length
+    cost = [sum(len(b) * max(ce_len[r.index] for r in b) for b in plan[rank::2]) for rank in range(2)]
+    assert abs(cost[0] - cost[1]) <= max(len(g) * max(g) for g in groups)

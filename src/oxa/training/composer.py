@@ -8,11 +8,13 @@ only, and it dropped the CE rows of any micro-batch holding a UL row).
 * An epoch is one pass over the CE set in a seeded random order (over the UL set when there is no CE
   set). UL sequences come from their own endless stream of seeded permutations, so a UL set smaller or
   larger than the epoch needs is cycled or spread over epochs without bias.
-* The step's sequences are dealt to ``world_size x grad_accum`` micro-batches, longest first onto the
-  micro-batch with the fewest tokens, at most ``micro_batch_size`` rows each; CE and UL rows share
-  micro-batches freely. Micro-batch ``m`` goes to process ``m % world_size`` as accumulation slot
-  ``m // world_size``. When a (last) step has fewer sequences than micro-batches, zero-weight filler rows
-  keep every process doing the same number of forward/backward passes.
+* The step's sequences, sorted by length, are cut into ``world_size x grad_accum`` micro-batches of
+  consecutive rows (similar lengths: little padding), at most ``micro_batch_size`` rows each; CE and UL
+  rows share micro-batches freely. The micro-batches go to processes largest padded cost first, each to
+  the least loaded process, so the processes finish a step together. Micro-batch ``m`` of the plan runs
+  on process ``m % world_size`` as accumulation slot ``m // world_size``. When a (last) step has fewer
+  sequences than micro-batches, zero-weight filler rows keep every process doing the same number of
+  forward/backward passes.
 * Every row carries its normaliser over the *whole* step (``1/M`` sequences of its type, or ``1/K``
   tokens), so summing the weighted token losses over micro-batches and processes gives the full-batch
   loss exactly -- no per-micro-batch mean that would be wrong under accumulation or DDP.
@@ -114,19 +116,26 @@ class BatchComposer:
         rows = [Row(CE, i, self._norm(ce, self.ce_lengths)) for i in ce]
         rows += [Row(UL, i, self._norm(ul, self.ul_lengths)) for i in ul]
         length = {(CE, i): self.ce_lengths[i] for i in ce} | {(UL, i): self.ul_lengths[i] for i in ul}
-        n_mb = self.micro_batches_per_step
-        cap = max(1, math.ceil(len(rows) / n_mb))
-        batches: list[list[Row]] = [[] for _ in range(n_mb)]
-        load = [0] * n_mb
-        for row in sorted(rows, key=lambda r: (-length[r.kind, r.index], r.kind, r.index)):
-            m = min((m for m in range(n_mb) if len(batches[m]) < cap), key=lambda m: (load[m], m))
-            batches[m].append(row)
-            load[m] += length[row.kind, row.index]
-        shortest = min(rows, key=lambda r: length[r.kind, r.index])
-        for batch in batches:
-            if not batch:
-                batch.append(Row(shortest.kind, shortest.index, 0.0, filler=True))
-        return batches
+        rows.sort(key=lambda r: (-length[r.kind, r.index], r.kind, r.index))
+        # consecutive rows of similar length share a micro-batch (little padding) ...
+        n_mb, n_rows = self.micro_batches_per_step, len(rows)
+        sizes = [n_rows // n_mb + (m < n_rows % n_mb) for m in range(n_mb)]
+        starts = np.cumsum([0, *sizes])
+        groups = [rows[starts[m]:starts[m + 1]] for m in range(n_mb)]
+        for m, group in enumerate(groups):
+            if not group:  # fewer rows than micro-batches: a zero-weight copy keeps every process stepping
+                groups[m] = [Row(rows[-1].kind, rows[-1].index, 0.0, filler=True)]
+
+        # ... and the micro-batches go to processes by padded cost, largest first, to the least loaded one
+        def cost(group):
+            return len(group) * max(length[r.kind, r.index] for r in group)
+
+        load, owned = [0] * self.world_size, [[] for _ in range(self.world_size)]
+        for group in sorted(groups, key=cost, reverse=True):
+            rank = min((k for k in range(self.world_size) if len(owned[k]) < self.grad_accum), key=lambda k: (load[k], k))
+            owned[rank].append(group)
+            load[rank] += cost(group)
+        return [owned[rank][slot] for slot in range(self.grad_accum) for rank in range(self.world_size)]
 
     def _norm(self, indices: list[int], lengths: list[int]) -> float:
         if self.per_sequence:
