@@ -57,3 +57,18 @@ def test_unknown_key_and_bad_type_name_the_file_and_key(tmp_path):
     cfg.write_text("- 1\n- 2\n")
     with pytest.raises(OxaError, match="must be a mapping"):
         resolve(DemoConfig, cfg, {})
+
+
+def test_a_flag_whose_parameter_is_misnamed_fails_loudly():
+    app = typer.Typer()
+
+    @app.command()
+    def run(query_field: Annotated[str, typer.Option("--query-field")] = "query") -> None:
+        resolve(DemoConfig, None, {"fields.query": query_field})
+
+    @app.command()
+    def other() -> None:
+        pass
+
+    result = CliRunner().invoke(app, ["run"])
+    assert isinstance(result.exception, ValueError) and "fields_query" in str(result.exception)

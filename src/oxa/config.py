@@ -56,6 +56,8 @@ def resolve(cls: type[C], config: Path | None, flags: dict[str, Any], *, section
     ``flags`` maps setting names to the values the command received. A flag counts as given when the
     click context reports it came from the command line or the environment, not from its default, so a
     default flag value never overrides the config file. Dotted names (``fields.query``) set nested values.
+    The command's parameter for setting ``a.b`` must be named ``a_b``: that is how its source is found,
+    and a mismatch raises at once rather than silently letting the config file win.
     """
     data: dict[str, Any] = {}
     source = "command line"
@@ -69,6 +71,8 @@ def resolve(cls: type[C], config: Path | None, flags: dict[str, Any], *, section
         param = name.replace(".", "_")
         given = True
         if ctx is not None:
+            if param not in ctx.params:
+                raise ValueError(f"setting {name!r} needs a command parameter named {param!r} (got {sorted(ctx.params)})")
             src = ctx.get_parameter_source(param)
             given = src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
         if not given and config is not None:
