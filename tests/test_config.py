@@ -24,9 +24,9 @@ def _app(seen: list) -> typer.Typer:
         config: Annotated[Optional[Path], typer.Option("--config")] = None,
         n: Annotated[int, typer.Option("--n")] = 10,
         mu: Annotated[float, typer.Option("--mu")] = 2.5,
-        query_field: Annotated[str, typer.Option("--query-field")] = "query",
+        fields_query: Annotated[str, typer.Option("--query-field")] = "query",
     ) -> None:
-        seen.append(resolve(DemoConfig, config, {"n": n, "mu": mu, "fields.query": query_field}))
+        seen.append(resolve(DemoConfig, config, {"n": n, "mu": mu, "fields.query": fields_query}))
 
     @app.command()
     def other() -> None:
@@ -44,6 +44,8 @@ def test_yaml_is_overlaid_by_given_flags_only(tmp_path):
     assert seen[0].n == 7 and seen[0].mu == 3.0 and seen[0].fields.query == "problem"
     CliRunner().invoke(_app(seen), ["run", "--query-field", "question"])
     assert seen[1].n == 10 and seen[1].fields.query == "question"
+    CliRunner().invoke(_app(seen), ["run", "--config", str(cfg), "--query-field", "question"])
+    assert seen[2].n == 50 and seen[2].fields.query == "question"
 
 
 def test_unknown_key_and_bad_type_name_the_file_and_key(tmp_path):
