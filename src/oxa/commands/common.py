@@ -24,10 +24,14 @@ ResponseFieldOpt = Annotated[str, typer.Option("--response-field", help="Record 
 AnswerFieldOpt = Annotated[str, typer.Option("--answer-field", help="Record field holding the gold answer.")]
 
 
-def field_flags(id_field: str, query_field: str, response_field: str, answer_field: str) -> dict[str, str]:
-    """The four field flags as dotted settings for :func:`oxa.config.resolve` (``fields.query`` ...)."""
-    return {"fields.id": id_field, "fields.query": query_field, "fields.response": response_field,
-            "fields.answer": answer_field}
+def field_flags(fields_id: str, fields_query: str, fields_response: str, fields_answer: str) -> dict[str, str]:
+    """The four field flags as dotted settings for :func:`oxa.config.resolve` (``fields.query`` ...).
+
+    The command's parameters must be named ``fields_id``, ``fields_query``, ... (``resolve`` finds
+    whether a flag was given by the parameter named after its setting).
+    """
+    return {"fields.id": fields_id, "fields.query": fields_query, "fields.response": fields_response,
+            "fields.answer": fields_answer}
 
 
 DEFAULT_FIELDS = Fields()
