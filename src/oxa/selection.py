@@ -772,16 +772,27 @@ def read_columns(
 def read_rows(path: str | os.PathLike, columns: Columns) -> Callable[[np.ndarray], list[dict]] | None:
     """A function returning the full records at given (sorted) positions of the file ``columns`` came from.
 
-    For JSONL it first indexes the non-blank lines and checks that their count matches the columns
-    (None if not, so the caller falls back to reading every record); only the requested lines are
-    parsed, so a 50k selection out of millions costs one pass over the bytes.
+    Parquet is streamed batch by batch, keeping the requested rows. For JSONL the non-blank lines are
+    indexed first and their count checked against the columns (None if it differs, and the caller reads
+    every record instead); only the requested lines are parsed, so a 50k selection out of millions
+    costs one pass over the bytes.
     """
     import pyarrow.parquet as pq
 
     path = Path(path)
     n = len(columns.ppl)
     if path.name.lower().endswith(".parquet"):
-        return lambda indices: pq.read_table(path).take(indices).to_pylist()
+
+        def parquet_rows(indices: np.ndarray) -> list[dict]:
+            out, start = [], 0  # batch by batch, so only one batch of full rows is in memory at a time
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
+                lo, hi = np.searchsorted(indices, [start, start + batch.num_rows])
+                if hi > lo:
+                    out += batch.take(indices[lo:hi] - start).to_pylist()
+                start += batch.num_rows
+            return out
+
+        return parquet_rows
     offsets = np.empty(n, dtype=np.int64)
     count = 0
     with open(path, "rb") as f:
