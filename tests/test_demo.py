@@ -86,4 +86,5 @@ def test_configs_demo_yaml_spells_out_the_defaults():
     assert from_file.world_config() == default.world_config()
     assert from_file.base_config().key() == default.base_config().key()
     assert from_file.select_config() == default.select_config() and from_file.train == default.train
+    assert from_file.eval_config() == default.eval_config()
     assert from_file.out == default.out and from_file.quick is False

@@ -1,11 +1,13 @@
-"""``oxa demo``: the OXA data pipeline end to end on the synthetic world, as a list of named stages.
+"""``oxa demo``: the OXA recipe end to end on the synthetic world, as a list of named stages.
 
-Each :class:`Stage` is a function that reads earlier stages' outputs from the run directory, writes
+World and base model, verify -> score -> select (Gaussian, lowest, random), self-distillation and
+error mining, the four fine-tuning runs (SFT_LP, SFT, OXA_MLE, OXA_Full), evaluation, report. Each
+:class:`Stage` is a function that reads earlier stages' outputs from the run directory, writes
 its own atomically, and returns what the manifest records about it (outputs, counts). The runner
 keeps ``manifest.json`` (the settings, and per stage: a key, outputs, counts, seconds): a stage whose
 key - a hash of the settings it depends on and of its upstream stages' keys - is unchanged and whose
 outputs all exist is reused, so a re-run after a crash or a settings change redoes only what must be.
-Later stages (training, self-distillation, evaluation) join by appending to :data:`STAGES`.
+More stages (RLVR, say) join by appending to :data:`STAGES`.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ class DemoTrainConfig(StageConfig):
     SFT_LP trains on the lowest-PPL selection, SFT on the random one, OXA_MLE on the Gaussian one, and
     OXA_Full on the Gaussian one plus unlikelihood on mined errors: the instruction model (the base
     fine-tuned on ``instruct_share`` of the verified queries) samples ``samples`` answers to each of
-    ``distill_queries`` teacher queries, and its wrong answers with the lowest base-model PPL (>= ``min_error_ppl``) form the UL set.
+    ``distill_queries`` teacher queries, and its wrong answers with the lowest base-model PPL
+    (at least ``min_error_ppl``) form the UL set.
     """
 
     enabled: bool = True
@@ -99,7 +102,10 @@ EVAL_BENCHMARKS = ["synth-easy", "synth-medium", "synth-hard"]
 
 
 class DemoConfig(StageConfig):
-    """Settings of ``oxa demo``; ``world`` and ``base`` default to the full or the ``quick`` size."""
+    """Settings of ``oxa demo``; unset sections default to the full or the ``quick`` size.
+
+    ``seed`` seeds everything: the world's own ``seed`` setting is replaced by it.
+    """
 
     out: Path = Path("runs/demo")
     seed: int = 0
@@ -244,9 +250,9 @@ def stage_distill(run: Run) -> dict[str, Any]:
     t, seed = run.config.train, run.config.seed
     scored = read_records(run.path("data/scored.jsonl"))
     n_queries = len({r["query_id"] for r in scored if r["correct"]})
-    instruct_set = run_selection(scored, SelectConfig(input=run.path("data/scored.jsonl"), output=run.path("x"),
-                                                      method="random", n=max(1, int(t.instruct_share * n_queries)),
-                                                      seed=seed + 1))
+    instruct_set = run_selection(scored, SelectConfig(input=run.path("data/scored.jsonl"),
+                                                      output=run.path("data/instruct_set.jsonl"), method="random",
+                                                      n=max(1, int(t.instruct_share * n_queries)), seed=seed + 1))
     write_records(run.path("data/instruct_set.jsonl"), instruct_set.records)
     instruct = _train(run, "instruct", "sft", "data/instruct_set.jsonl")
 
@@ -260,9 +266,9 @@ def stage_distill(run: Run) -> dict[str, Any]:
     for r in graded:
         r["first_error"] = check_steps(r, r["response"]).first_error
     write_records(run.path("data/self_samples.jsonl"), graded)
-    errors = run_selection(graded, SelectConfig(input=run.path("data/self_samples.jsonl"), output=run.path("x"),
-                                                method="errors", n=run.done["select"]["params"]["n"],
-                                                min_ppl=t.min_error_ppl, seed=seed))
+    errors = run_selection(graded, SelectConfig(input=run.path("data/self_samples.jsonl"),
+                                                output=run.path("data/ul_errors.jsonl"), method="errors",
+                                                n=run.done["select"]["params"]["n"], min_ppl=t.min_error_ppl, seed=seed))
     write_records(run.path("data/ul_errors.jsonl"), errors.records)
     return {"outputs": ["data/instruct_set.jsonl", "data/self_samples.jsonl", "data/ul_errors.jsonl", instruct],
             "model": instruct,

@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help="Redo every stage even if its outputs are up to date.")] = False,
         config: ConfigOpt = None,
     ) -> None:
-        """Build the synthetic world and its base model, then verify -> score -> select -> report.
+        """The OXA pipeline on the synthetic world: build it and its base model, verify -> score -> select,
+        self-distil and mine errors, fine-tune SFT_LP / SFT / OXA_MLE / OXA_Full, evaluate, report.
 
         Finished stages are reused on a re-run (manifest.json records each stage's settings hash and outputs).
         """
