@@ -65,3 +65,22 @@ def test_distill_pipeline_writes_every_step_and_skips_them_on_rerun(tmp_path, te
 
     with pytest.raises(OxaError, match="other settings"):
         distill(cfg.model_copy(update={"n_errors": 3}), log=logs.append)
+
+
+def test_cli_settings_come_from_config_and_flags(tmp_path, teacher, monkeypatch):
+    from typer.testing import CliRunner
+
+    import oxa.distill
+    from oxa.cli import app
+
+    seen = []
+    monkeypatch.setattr(oxa.distill, "distill", lambda cfg, log: seen.append(cfg) or cfg.output / "ul_set.jsonl")
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text("base_model: m\nn_errors: 7\nsampling:\n  n: 8\n  top_p: 0.9\ntrain:\n  learning_rate: 0.001\n"
+                   "fields:\n  query: problem\n")
+    result = CliRunner().invoke(app, ["distill", str(teacher), "-o", str(tmp_path / "run"), "--config", str(cfg),
+                                      "--n", "2", "--query-field", "question"])
+    assert result.exit_code == 0, result.output
+    (c,) = seen
+    assert (c.n_errors, c.sampling.n, c.sampling.top_p, c.train, c.fields.query) == (7, 2, 0.9, {"learning_rate": 0.001}, "question")
+    assert c.sampling.max_new_tokens == 4096 and c.teacher == teacher

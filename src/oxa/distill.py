@@ -36,8 +36,11 @@ from oxa.prompting import PromptFormat
 from oxa.records import Fields
 
 
-def _distill_sampling() -> SamplingConfig:
-    return SamplingConfig(n=4, max_new_tokens=4096)
+class DistillSampling(SamplingConfig):
+    """Sampling of the instruct model's own answers: a few per query, responses up to 4,096 tokens."""
+
+    n: int = Field(4, ge=1)
+    max_new_tokens: int = Field(4096, ge=1)
 
 
 class DistillConfig(StageConfig):
@@ -52,7 +55,7 @@ class DistillConfig(StageConfig):
     max_per_query: int = Field(1, ge=1)
     seed: int = 0
     train: dict[str, Any] = Field(default_factory=dict, description="further TrainConfig settings for the instruct model")
-    sampling: SamplingConfig = Field(default_factory=_distill_sampling)
+    sampling: DistillSampling = Field(default_factory=DistillSampling)
     fields: Fields = Field(default_factory=Fields)
     prompt: PromptFormat = Field(default_factory=PromptFormat)
     token_budget: int = Field(16384, ge=1, description="padded tokens per scoring batch")

@@ -30,10 +30,10 @@ def register(app: typer.Typer) -> None:
         sampling_batch_size: Annotated[int, typer.Option("--batch-size", help="Samples decoded together.")] = 32,
         config: ConfigOpt = None,
         skip_bad: SkipBadOpt = False,
-        id_field: IdFieldOpt = "id",
-        query_field: QueryFieldOpt = "query",
-        response_field: ResponseFieldOpt = "response",
-        answer_field: AnswerFieldOpt = "answer",
+        fields_id: IdFieldOpt = "id",
+        fields_query: QueryFieldOpt = "query",
+        fields_response: ResponseFieldOpt = "response",
+        fields_answer: AnswerFieldOpt = "answer",
     ) -> None:
         """Self-distillation and error mining: RUN/ul_set.jsonl holds the lowest-PPL incorrect samples.
 
@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
                  "queries": queries, "query_limit": query_limit, "n_errors": n_errors, "min_ppl": min_ppl,
                  "seed": seed, "sampling.n": sampling_n, "sampling.temperature": sampling_temperature,
                  "sampling.max_new_tokens": sampling_max_new_tokens, "sampling.batch_size": sampling_batch_size,
-                 "skip_bad": skip_bad, **field_flags(id_field, query_field, response_field, answer_field)}
+                 "skip_bad": skip_bad, **field_flags(fields_id, fields_query, fields_response, fields_answer)}
         cfg = resolve(DistillConfig, config, flags)
         path = run_distill(cfg, log=console.print)
         console.print(f"UL set: {path}")

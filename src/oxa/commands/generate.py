@@ -56,10 +56,10 @@ def register(app: typer.Typer) -> None:
         progress: ProgressOpt = True,
         config: ConfigOpt = None,
         skip_bad: SkipBadOpt = False,
-        id_field: IdFieldOpt = "id",
-        query_field: QueryFieldOpt = "query",
-        response_field: ResponseFieldOpt = "response",
-        answer_field: AnswerFieldOpt = "answer",
+        fields_id: IdFieldOpt = "id",
+        fields_query: QueryFieldOpt = "query",
+        fields_response: ResponseFieldOpt = "response",
+        fields_answer: AnswerFieldOpt = "answer",
     ) -> None:
         """Sample N responses per query; one output record per sample (resumable: re-run to continue)."""
         from oxa.distributed import dist_info
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         flags = {"input": input, "output": output, "model": model, "limit": limit, "skip_bad": skip_bad, "progress": progress,
                  **sampling_flags(n, temperature, top_p, max_new_tokens, stop, seed, batch_size, backend, dtype,
                                   device, prompt_template),
-                 **field_flags(id_field, query_field, response_field, answer_field)}
+                 **field_flags(fields_id, fields_query, fields_response, fields_answer)}
         cfg = resolve(GenerateConfig, config, flags)
         path = generate_file(cfg)
         if dist_info()[0] == 0:
