@@ -82,3 +82,15 @@ def test_base_model_ppl_separates_frequent_from_rare_strategies(synth_base_model
     scored = read_records(tmp_path / "out.jsonl")
     assert [r["id"] for r in scored] == [r["id"] for r in records]
     assert [r["ppl"] for r in scored] == pytest.approx(ppl, rel=1e-4)
+
+
+def test_oxa_synth_base_model_flag_reuses_the_cache(synth_base_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from oxa.cli import app
+
+    cache, path = synth_base_model
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "w"), "--n-queries", "2", "--benchmark-per-difficulty", "1",
+                                      "--rl-prompts", "1", "--base-model", "--quick", "--cache", str(cache)])
+    assert result.exit_code == 0, result.output
+    assert str(path) in result.output.replace("\n", "")
