@@ -47,6 +47,19 @@ def test_sampling_distribution_matches_a_direct_nucleus_computation():
     assert sampling_distribution(logits, 1.0, 1.0)[0].tolist() == pytest.approx(torch.softmax(logits[0], -1).tolist())
 
 
+@pytest.mark.parametrize("spread", [1.0, 20.0])
+def test_nucleus_over_a_large_vocabulary_equals_the_full_sort(spread):
+    """Peaked rows take the top-candidate path, flat rows (nucleus > 1024 tokens) the full sort."""
+    logits = torch.randn(3, 5000, generator=torch.Generator().manual_seed(0)) * spread
+    got = sampling_distribution(logits, 0.9, 0.95)
+    p = torch.softmax(logits / 0.9, -1)
+    sp, order = p.sort(-1, descending=True)
+    keep = (sp.cumsum(-1) - sp) < 0.95
+    want = torch.zeros_like(p).scatter(-1, order, sp * keep)
+    torch.testing.assert_close(got, want / want.sum(-1, keepdim=True))
+    assert ((got > 0).sum(-1) > 1024).all() == (spread == 1.0)
+
+
 def test_draw_follows_the_distribution_and_each_stream():
     probs = torch.tensor([0.5, 0.0, 0.3, 0.2]).repeat(4000, 1)
     gens = [torch.Generator().manual_seed(i) for i in range(4000)]

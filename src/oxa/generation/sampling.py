@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+NUCLEUS_CANDIDATES = 1024  # tokens sorted per row for top-p before falling back to the whole vocabulary
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -65,7 +67,12 @@ def sampling_distribution(logits: torch.Tensor, temperature: float, top_p: float
     probs = torch.softmax(logits / temperature, dim=-1)
     if top_p >= 1:
         return probs
-    sorted_p, order = probs.sort(dim=-1, descending=True)
+    # The nucleus is almost always a few hundred tokens: sort only the top candidates when they hold
+    # top_p of the mass in every row (then the result is exactly the full sort's), else the whole vocabulary.
+    top = min(probs.shape[-1], NUCLEUS_CANDIDATES)
+    sorted_p, order = probs.topk(top, dim=-1)
+    if top < probs.shape[-1] and bool((sorted_p.sum(dim=-1) < top_p).any()):
+        sorted_p, order = probs.sort(dim=-1, descending=True)
     mass_before = sorted_p.cumsum(dim=-1) - sorted_p
     sorted_p = sorted_p.masked_fill(mass_before >= top_p, 0.0)  # the first token always survives
     kept = torch.zeros_like(probs).scatter(-1, order, sorted_p)
