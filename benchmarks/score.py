@@ -11,7 +11,7 @@ into the thousands), as teacher reasoning traces do. The tiny model's embedding 
 costs. Prints records/s of both, the speed-up, and the largest relative PPL
 difference between the two. Example:
 
-    OMP_NUM_THREADS=2 python -P benchmarks/score.py --records 256 --repeats 3
+    OMP_NUM_THREADS=2 python benchmarks/score.py --records 256 --repeats 3
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ on average, Zipf-like skew), PPL log-normal around 2.3 (most inside [1, 5]), n_t
 records verified correct. Responses are 40-character placeholders: real R1 traces (~20 KB each, ~50 GB
 for 2.6M) would measure only the disk, and I/O time scales with file size.
 
-    python benchmarks/select.py                      # full scale (~5 min on 2 shared cores)
-    python benchmarks/select.py --records 200000     # quick
+    python benchmarks/selection.py                      # full scale (~5 min on 2 shared cores)
+    python benchmarks/selection.py --records 200000     # quick
 """
 
 from __future__ import annotations
