@@ -119,6 +119,9 @@ def test_tiny_model_eval_is_deterministic_and_reuses_samples(tmp_path, tiny_mode
     before = gen.stat().st_mtime_ns
     assert runner.invoke(app, args + ["-o", str(tmp_path / "a")]).exit_code == 0
     assert gen.stat().st_mtime_ns == before
+    # other settings into the same directory are refused, not mixed with the old samples
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "a"), "--top-p", "0.5"])
+    assert result.exit_code != 0 and "other settings" in str(result.exception)
 
 
 def test_extractors():

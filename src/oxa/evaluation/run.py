@@ -3,7 +3,8 @@
 Layout of OUT_DIR:
 
 * ``generations/<benchmark>.jsonl`` - raw samples per benchmark, written resumably (an interrupted
-  eval re-run draws only the missing samples; a finished benchmark is not sampled again);
+  eval re-run draws only the missing samples; a finished benchmark is not sampled again, and
+  ``<benchmark>.settings.json`` beside it makes a re-run with other settings an error, not a mix);
 * ``samples.jsonl`` - every sample of every benchmark with ``benchmark``, ``correct``, ``pred``,
   ``status`` (and ``correct_second`` / ``pred_second`` with a second grader);
 * ``results.json`` - settings, and per benchmark: Pass@1, Pass@k for k = 1, 2, 4, ..., n, mean
@@ -83,15 +84,19 @@ def evaluate(cfg: EvalConfig, *, backend=None) -> dict:
             raise OxaError(f"benchmark {spec!r} has no problems")
         n = samples_per_problem(cfg, key)
         path = out / "generations" / f"{key}.jsonl"
+        stamp = path.with_suffix(".settings.json")  # what the finished samples were drawn with
+        identity = _run_identity(problems, n, cfg)
         if not path.exists():
             backend = backend or make_backend(cfg.model, cfg)
-            _sample(problems, n, cfg, backend, path)
+            _sample(problems, n, cfg, backend, path, identity)
+            if rank == 0:
+                write_json(stamp, identity)
+        elif not stamp.exists() or json.loads(stamp.read_text(encoding="utf-8")) != identity:
+            raise OxaError(f"{path}: samples drawn with other settings (see {stamp.name}); use another output "
+                           "directory, or delete the file to sample again")
         if rank != 0:
             continue  # under torchrun the ranks share the sampling; rank 0 grades and writes the results
         samples = read_records(path)
-        if len(samples) != len(problems) * n:
-            raise OxaError(f"{path}: has {len(samples)} samples, expected {len(problems)} problems x {n}; "
-                           "it was made with other settings - delete it or use another output directory")
         graded = _grade(samples, cfg)
         for s in graded:
             s["benchmark"] = key
@@ -106,16 +111,20 @@ def evaluate(cfg: EvalConfig, *, backend=None) -> dict:
     return results
 
 
-def _sample(problems: list[dict], n: int, cfg: EvalConfig, backend, path: Path) -> None:
+def _run_identity(problems: list[dict], n: int, cfg: EvalConfig) -> dict:
+    """Everything that determines a benchmark's samples (not batch size or device)."""
+    sampling = SamplingConfig.model_validate({**cfg.model_dump(include=set(SamplingConfig.model_fields)), "n": n})
+    return {"stage": "eval", "model": cfg.model, "problems": [str(p["id"]) for p in problems],
+            **json.loads(sampling.model_dump_json(exclude={"batch_size", "device"}))}
+
+
+def _sample(problems: list[dict], n: int, cfg: EvalConfig, backend, path: Path, identity: dict) -> None:
     """Resumable sampling of this rank's share of problems (all of them in one process), merged on
     rank 0; partial samples drawn with other settings are refused, not mixed in."""
     rank, world = dist_info()
     mine = set(shard(len(problems), rank, world))
     keys = [q * n + s for q in sorted(mine) for s in range(n)]
-    run = {"stage": "eval", "model": cfg.model, "problems": [p["id"] for p in problems],
-           **json.loads(SamplingConfig.model_validate({**cfg.model_dump(include=set(SamplingConfig.model_fields)),
-                                                       "n": n}).model_dump_json(exclude={"batch_size", "device"}))}
-    writer = open_part(path, run, keep=lambda i: i // n in mine)
+    writer = open_part(path, identity, keep=lambda i: i // n in mine)
     try:
         if any(k not in writer.done for k in keys):
             generate_records(problems, fields=FIELDS, backend=backend, writer=writer,
