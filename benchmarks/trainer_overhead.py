@@ -26,20 +26,19 @@ import torch  # noqa: E402
 
 
 def examples(tokenizer, n: int):
+    """Tokenised (query, response) pairs of varied length, encoded as `oxa train` does."""
     from oxa.prompting import PromptFormat
-    from oxa.training.data import Example, encode_records
+    from oxa.records import Fields
+    from oxa.training.data import encode_records
 
     rows = []
     for i in range(n):
         a, b = 10 + i % 89, 7 + (i * 13) % 97
         steps = " ".join(f"{a} + {k} = {a + k}." for k in range(1 + i % 6))
         rows.append({"query": f"What is {a} + {b}?", "response": f"<think>{steps} {a} + {b} = {a + b}</think> \\boxed{{{a + b}}}"})
-    from oxa.records import Fields
-
-    ex, _, _ = encode_records(rows, tokenizer, fmt=PromptFormat(), fields=Fields(), cutoff_len=4096, policy="drop",
-                              source="synthetic")
-    assert all(isinstance(e, Example) for e in ex)
-    return ex
+    encoded, _, _ = encode_records(rows, tokenizer, fmt=PromptFormat(), fields=Fields(), cutoff_len=4096,
+                                   policy="drop", source="synthetic")
+    return encoded
 
 
 class Counting:
