@@ -17,25 +17,21 @@ span. Gradients are included for both variants, so the output projection's gradi
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import resource
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
-# benchmarks/ holds a select.py that would shadow the standard library's select (used by subprocess)
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from oxa.losses import CE, UL, fused_token_losses  # noqa: E402
+from oxa.losses import CE, UL, fused_token_losses
 
 ALPHA = 1e-4
 

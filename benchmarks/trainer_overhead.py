@@ -10,19 +10,13 @@ timed ``trainer.train()``; each variant gets a warm-up run, then the median of `
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import statistics
+import tempfile
+import time
+import warnings
 
-# benchmarks/ holds a select.py that would shadow the standard library's select
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-
-import torch  # noqa: E402
+import torch
 
 
 def examples(tokenizer, n: int):
