@@ -24,30 +24,23 @@ for 2.6M) would measure only the disk, and I/O time scales with file size.
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import math
+import random
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+import tracemalloc
+from collections import defaultdict
+from pathlib import Path
 
-# This file is named like the standard library's `select` module, which subprocess imports: keep the
-# script's own directory off the import path so `import select` finds the real one.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import tracemalloc  # noqa: E402
-from collections import defaultdict  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from oxa.io import read_records, write_records  # noqa: E402
-from oxa.selection import Binning, gaussian_pick, gaussian_targets, select_gaussian  # noqa: E402
+from oxa.io import read_records, write_records
+from oxa.selection import Binning, gaussian_pick, gaussian_targets, select_gaussian
 
 MU, SIGMA, LO, HI, WIDTH = 2.5, 0.25, 1.0, 5.0, 0.05
 
