@@ -65,6 +65,13 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model):
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert all(s["reused"] for s in json.loads((out / "manifest.json").read_text())["stages"].values())
+    # new fine-tuning settings redo the runs and their evaluation (over the old runs' samples)
+    lr = tmp_path / "lr.yaml"
+    lr.write_text("train:\n  learning_rate: 0.0005\n")
+    fourth = CliRunner().invoke(app, args + ["--config", str(lr)])
+    assert fourth.exit_code == 0, fourth.output
+    stages4 = json.loads((out / "manifest.json").read_text())["stages"]
+    assert [name for name, s in stages4.items() if not s["reused"]] == ["distill", "train", "evaluate", "report"]
     cfg = tmp_path / "demo.yaml"
     cfg.write_text("select:\n  share: 0.25\n  mu: null\n  sigma: null\n  ppl_min: null\n  ppl_max: null\n  bin_width: null\n"
                    "train:\n  enabled: false\n")

@@ -153,3 +153,29 @@ def test_oxa_synth_cli_writes_the_splits(tmp_path):
     teacher = read_records(out / "teacher.jsonl")
     assert len(teacher) == 24 and len(read_records(out / "benchmark.jsonl")) == 9 and len(read_records(out / "rl.jsonl")) == 4
     assert all(check_steps(r, r["response"]).correct == (r["planted_error"] is None) for r in teacher)
+
+
+def test_token_roles_tell_copied_operands_from_computed_results():
+    from oxa.synth.diagnose import char_roles
+
+    text = "<think>\n27 * 13 = 351\n</think>\n\\boxed{4}"
+    roles = char_roles(text)
+    by_char = dict(zip(range(len(text)), roles))
+    assert [by_char[text.index("27") + i] for i in range(2)] == ["operand1", "operand"]
+    assert [by_char[text.index("13") + i] for i in range(2)] == ["operand1", "operand"]
+    assert [by_char[text.index("351") + i] for i in range(3)] == ["result1", "result", "result"]
+    assert by_char[text.index("4}")] == "answer1"
+    assert {roles[i] for i, c in enumerate(text) if not c.isdigit()} == {"format"}
+
+
+def test_documents_are_packed_whole_and_never_split():
+    from oxa.synth.basemodel import pack_documents
+
+    rng = random.Random(3)
+    docs = [[i] * rng.randint(1, 90) for i in range(300)] + [[999] * 150]  # one longer than a row: cut
+    rows = pack_documents(docs, 128)
+    assert all(len(r) <= 128 for r in rows)
+    placed = sorted(tuple(x for x in r if x == i) for r in rows for i in set(r))  # each document's run per row
+    expected = sorted(tuple(d[:128]) for d in docs)
+    assert placed == expected  # every document sits whole in exactly one row
+    assert sum(map(len, rows)) > 0.85 * 128 * len(rows)  # and the rows are mostly full (89 % here)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from statistics import median
+from dataclasses import replace
+from statistics import mean, median
 
 import pytest
 import torch
@@ -94,3 +95,37 @@ def test_oxa_synth_base_model_flag_reuses_the_cache(synth_base_model, tmp_path):
                                       "--rl-prompts", "1", "--base-model", "--quick", "--cache", str(cache)])
     assert result.exit_code == 0, result.output
     assert str(path) in result.output.replace("\n", "")
+
+
+def test_diagnostics_agree_with_direct_computations(synth_base_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from oxa.synth.diagnose import BOXED, diagnostic_problems, greedy_accuracy, greedy_completions, role_accuracy
+
+    _, path = synth_base_model
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    tok = AutoTokenizer.from_pretrained(path, padding_side="left")
+    items = diagnostic_problems(6)
+    roles = role_accuracy(model, tok, items)
+    # over all roles: the argmax hits on the response tokens of the training encoding (its eos aside)
+    hits = total = 0
+    for p, response in items:
+        enc = encode_example(tok, p.query, response, PromptFormat())
+        with torch.no_grad():
+            guess = model(input_ids=torch.tensor([enc.input_ids])).logits[0].argmax(-1)
+        targets = torch.tensor(enc.input_ids[enc.n_prompt:-1])
+        hits += (guess[enc.n_prompt - 1:-2] == targets).sum().item()
+        total += len(targets)
+    plain = {k: v for k, v in roles.items() if ":" not in k}
+    assert (sum(h for h, _ in plain.values()), sum(n for _, n in plain.values())) == (hits, total)
+    assert set(plain) <= {"format", "operand", "operand1", "result", "result1", "answer", "answer1"}
+
+    # batched left-padded greedy decoding writes what one problem at a time does, and is scored by its boxed answer
+    problems = [p for p, _ in items]
+    batched = greedy_completions(model, tok, problems, max_new_tokens=48, batch_size=6)
+    assert batched == [greedy_completions(model, tok, [p], max_new_tokens=48)[0] for p in problems]
+    assert all(batched)
+    fake = [replace(p, answer=int(m[-1]) if (m := BOXED.findall(t)) else p.answer + 1) for p, t in zip(problems, batched)]
+    expected = {d: mean(bool(BOXED.findall(t)) for p, t in zip(problems, batched) if p.difficulty == d)
+                for d in {p.difficulty for p in problems}}
+    assert greedy_accuracy(model, tok, fake, max_new_tokens=48) == pytest.approx(expected)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -39,14 +40,15 @@ QUICK_WORLD = WorldConfig(n_queries=40, samples_per_query=4, benchmark_per_diffi
 class DemoSelectConfig(StageConfig):
     """The selections compared: Algorithm 1 (gaussian), SFT_LP (lowest) and SFT (random), N each.
 
-    The defaults suit the default base model, whose verified pool measures (median PPL) ~2.3 for the
-    strategies it saw most, ~2.0 for occasional ones, ~5.5 for rare ones and 40-150 for never-seen
-    ones: the range [1, 8] drops the never-seen tail as the paper's [1, 5] drops a real pool's, and
-    the target sits above the bulk (mu 3.5, sigma 1.0). ``redistribute`` hands a short bin's deficit to
-    its neighbours so all three sets have N records (the reference leaves short bins short). Unset
-    (null) values adapt to the pool: ``mu`` at the in-range pool's ``mu_quantile``, the range at the
-    pool's 0.5-99.5 % quantiles in 40 bins, ``sigma`` half the in-range standard deviation; the quick
-    size uses that, since a barely trained model's PPLs lie far above any fixed range.
+    The defaults suit the default base model, whose verified pool measures (median PPL per strategy)
+    1.1-2.2 for the strategies it saw most, 1.2-1.8 for occasional ones, 1.8-2.5 for rare ones and
+    200-1700 for never-seen ones: the range [1, 8] drops the never-seen tail as the paper's [1, 5]
+    drops a real pool's, and the target sits above the bulk (mu 3.5, sigma 1.0). ``redistribute``
+    hands a short bin's deficit to its neighbours so all three sets have N records (the reference
+    leaves short bins short). Unset (null) values adapt to the pool: ``mu`` at the in-range pool's
+    ``mu_quantile``, the range at the pool's 0.5-99.5 % quantiles in 40 bins, ``sigma`` half the
+    in-range standard deviation; the quick size uses that, since a barely trained model's PPLs lie
+    far above any fixed range.
     """
 
     share: float = Field(0.5, gt=0, le=1, description="selection size as a share of the verified queries")
@@ -301,6 +303,7 @@ def stage_evaluate(run: Run) -> dict[str, Any]:
     models = {"base": run.done["base_model"]["model"], **run.done["train"]["models"]}
     counts = {}
     for name, model in models.items():
+        shutil.rmtree(run.path(f"eval/{name}"), ignore_errors=True)  # samples of a model this stage replaces
         results = evaluate(EvalConfig(model=model, benchmarks=EVAL_BENCHMARKS, output=run.path(f"eval/{name}"), n=e.n,
                                       limit=e.problems_per_difficulty, temperature=e.temperature, top_p=e.top_p,
                                       max_new_tokens=e.max_new_tokens, seed=run.config.seed,
