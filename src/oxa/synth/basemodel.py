@@ -8,8 +8,8 @@ so nothing is downloaded.
 What the defaults are fitted to (measured by sweeping shape, corpus size, packing and batch size with
 :mod:`oxa.synth.diagnose`): the model learns the formats within ~1M tokens, but copying the
 question's operands and then computing results arrive abruptly after ~4-6M tokens; before that,
-greedy accuracy on held-out problems stays ~5-15 % whatever the shape. Rows of 128 tokens hold one
-whole document each (a problem split across rows teaches nothing about its answer), and 48,000
+greedy accuracy on held-out problems stays ~5-20 % whatever the shape. Rows of 128 tokens hold one
+(rarely two) whole documents (a problem split across rows teaches nothing about its answer), and 48,000
 documents (4.7M tokens) take a 2-layer, hidden-96 model past the transition in under 3 minutes on
 2 cores: weak, but not hopeless.
 
