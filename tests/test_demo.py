@@ -13,10 +13,11 @@ from oxa.io import read_records
 
 
 @pytest.mark.slow
-def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model):
+def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model, monkeypatch):
     cache, model_dir = synth_base_model
+    monkeypatch.chdir(tmp_path)  # a relative --out, as `oxa demo`'s default runs/demo is
     out = tmp_path / "run"
-    args = ["demo", "--quick", "--out", str(out), "--cache", str(cache), "--workers", "1"]
+    args = ["demo", "--quick", "--out", "run", "--cache", str(cache), "--workers", "1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())

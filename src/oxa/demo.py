@@ -370,7 +370,7 @@ def run_demo(config: DemoConfig, *, stages: list[Stage] | None = None, force: bo
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or reuse) every stage in order; return the manifest (also written to ``<out>/manifest.json``)."""
     stages = [s for s in (STAGES if stages is None else stages) if s.enabled(config)]
-    out = config.out
+    out = config.out.resolve()  # stages record model paths; relative ones would depend on the cwd
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
     old = json.loads(manifest_path.read_text())["stages"] if manifest_path.exists() and not force else {}
