@@ -8,8 +8,6 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from oxa.records import Fields
-
 console = Console(stderr=True, highlight=False)
 
 ConfigOpt = Annotated[
@@ -33,5 +31,3 @@ def field_flags(fields_id: str, fields_query: str, fields_response: str, fields_
     return {"fields.id": fields_id, "fields.query": fields_query, "fields.response": fields_response,
             "fields.answer": fields_answer}
 
-
-DEFAULT_FIELDS = Fields()

@@ -16,6 +16,7 @@ from oxa.commands.common import (
     ResponseFieldOpt,
     SkipBadOpt,
     console,
+    field_flags,
 )
 from oxa.config import resolve
 from oxa.selection import Selection, SelectConfig, select_file, side_paths
@@ -63,8 +64,7 @@ def register(app: typer.Typer) -> None:
             bin_width=bin_width, max_per_query=max_per_query, seed=seed, redistribute=redistribute,
             min_ppl=min_ppl, keep_unverified=keep_unverified, ppl_field=ppl_field, group_field=group_field,
             length_field=length_field, correct_field=correct_field, skip_bad=skip_bad,
-            **{"fields.id": fields_id, "fields.query": fields_query, "fields.response": fields_response,
-               "fields.answer": fields_answer},
+            **field_flags(fields_id, fields_query, fields_response, fields_answer),
         )
         cfg = resolve(SelectConfig, config, flags)
         with console.status(f"selecting {cfg.n:,} records from {cfg.input} ({cfg.method})"):

@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
                  "max_steps": max_steps, "seed": seed, "save_steps": save_steps, "report_to": report_to or None,
                  "resume_from_checkpoint": resume_from_checkpoint, "deepspeed": deepspeed, "bf16": bf16,
                  "skip_bad": skip_bad, **field_flags(fields_id, fields_query, fields_response, fields_answer)}
-        cfg = resolve(TrainConfig, config, {k: v for k, v in flags.items() if v is not None})
+        cfg = resolve(TrainConfig, config, flags)
         if export:
             _export(cfg, export, export_path)
             return
