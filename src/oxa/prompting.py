@@ -44,10 +44,6 @@ class Encoded:
     n_prompt: int  # the first n_prompt ids are context; the rest are response tokens
     truncated: bool = False
 
-    @property
-    def n_response(self) -> int:
-        return len(self.input_ids) - self.n_prompt
-
 
 def prompt_messages(query: str, fmt: PromptFormat) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": fmt.system}] if fmt.system else []
