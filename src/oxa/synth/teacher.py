@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from oxa.synth.problems import Problem, apply
+from oxa.synth.problems import CHAIN_WORDS, Problem, apply
 
 ERROR_KINDS = ("arith", "operand", "operation", "answer")
 SWAPPED_OP = {"+": "-", "-": "+", "*": "+", "/": "*"}
@@ -85,7 +85,6 @@ class Scratchpad:
 
 # ---------------------------------------------------------------- chain
 CHAIN_INVERSE = {"+": "-", "-": "+", "*": "/", "/": "*"}
-CHAIN_VERB = {"+": "add {x}", "-": "subtract {x}", "*": "multiply by {x}", "/": "divide by {x}"}
 
 
 def chain_stepwise(p: dict, pad: Scratchpad) -> int:
@@ -101,7 +100,7 @@ def chain_labelled(p: dict, pad: Scratchpad) -> int:
     pad.say(f"We begin with {v} and apply the operations in order.")
     for i, (op, x) in enumerate(p["ops"], start=1):
         t, v = pad.op(v, op, x)
-        pad.step(f"Step {i}, {CHAIN_VERB[op].format(x=x)}: {t} = {v}", v)
+        pad.step(f"Step {i}, {CHAIN_WORDS[op].format(x=x)}: {t} = {v}", v)
     return v
 
 
