@@ -27,13 +27,13 @@ from pathlib import Path
 
 from pydantic import Field
 
-from oxa.distributed import dist_info, finish_parts, open_part, shard, shutdown
+from oxa.distributed import dist_info, shutdown
 from oxa.errors import OxaError
 from oxa.evaluation.difficulty import bucket_gains
 from oxa.evaluation.graders import SECOND_GRADERS
 from oxa.evaluation.passk import k_values, mean_pass_at_k
-from oxa.generation import SamplingConfig, generate_records, make_backend
-from oxa.generation.stage import sampling_kwargs
+from oxa.generation import SamplingConfig, make_backend
+from oxa.generation.stage import sample_to_file
 from oxa.io import read_records, write_json, write_records
 from oxa.records import Fields
 
@@ -88,7 +88,8 @@ def evaluate(cfg: EvalConfig, *, backend=None) -> dict:
         identity = _run_identity(problems, n, cfg)
         if not path.exists():
             backend = backend or make_backend(cfg.model, cfg)
-            _sample(problems, n, cfg, backend, path, identity)
+            sample_to_file(problems, path, identity, cfg, lambda: backend, n=n, fields=FIELDS, where=str(path),
+                           progress=cfg.progress)
             if rank == 0:
                 write_json(stamp, identity)
         elif not stamp.exists() or json.loads(stamp.read_text(encoding="utf-8")) != identity:
@@ -116,22 +117,6 @@ def _run_identity(problems: list[dict], n: int, cfg: EvalConfig) -> dict:
     sampling = SamplingConfig.model_validate({**cfg.model_dump(include=set(SamplingConfig.model_fields)), "n": n})
     return {"stage": "eval", "model": cfg.model, "problems": [str(p["id"]) for p in problems],
             **json.loads(sampling.model_dump_json(exclude={"batch_size", "device"}))}
-
-
-def _sample(problems: list[dict], n: int, cfg: EvalConfig, backend, path: Path, identity: dict) -> None:
-    """Resumable sampling of this rank's share of problems (all of them in one process), merged on
-    rank 0; partial samples drawn with other settings are refused, not mixed in."""
-    rank, world = dist_info()
-    mine = set(shard(len(problems), rank, world))
-    keys = [q * n + s for q in sorted(mine) for s in range(n)]
-    writer = open_part(path, identity, keep=lambda i: i // n in mine)
-    try:
-        if any(k not in writer.done for k in keys):
-            generate_records(problems, fields=FIELDS, backend=backend, writer=writer,
-                             keys=keys, progress=cfg.progress and rank == 0, where=str(path), **sampling_kwargs(cfg) | {"n": n})
-        finish_parts(writer, len(problems) * n)
-    finally:
-        writer.close()
 
 
 def _grade(samples: list[dict], cfg: EvalConfig) -> list[dict]:

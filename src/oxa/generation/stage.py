@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -67,6 +68,24 @@ def sampling_kwargs(cfg: SamplingConfig) -> dict:
                 stop=cfg.stop, seed=cfg.seed, fmt=cfg.prompt)
 
 
+def sample_to_file(records: list[dict], out: Path, run: dict, cfg: SamplingConfig, get_backend: Callable[[], Any], *,
+                   n: int, fields: Fields, where: str, progress: bool) -> None:
+    """Draw ``n`` samples per record into ``out``: this rank's share, resuming its part file (made with
+    the same ``run`` description), then rank 0 merges the parts. ``get_backend`` is called only when
+    samples are missing."""
+    rank, world = dist_info()
+    mine = set(shard(len(records), rank, world))
+    keys = [q * n + s for q in sorted(mine) for s in range(n)]
+    writer = open_part(out, run, keep=lambda i: i // n in mine)
+    try:
+        if any(k not in writer.done for k in keys):
+            generate_records(records, fields=fields, backend=get_backend(), writer=writer, keys=keys,
+                             progress=progress and rank == 0, where=where, **sampling_kwargs(cfg) | {"n": n})
+        finish_parts(writer, len(records) * n)
+    finally:
+        writer.close()
+
+
 def generate_file(cfg: GenerateConfig, *, backend=None) -> Path:
     """Sample ``cfg.n`` responses per record of ``cfg.input`` into ``cfg.output``; resumable and sharded.
 
@@ -81,18 +100,10 @@ def generate_file(cfg: GenerateConfig, *, backend=None) -> Path:
         records = records[: cfg.limit]
     if not records:
         raise OxaError(f"{cfg.input}: no records to generate from")
-    rank, world = dist_info()
-    mine = set(shard(len(records), rank, world))
-    keys = [q * cfg.n + s for q in sorted(mine) for s in range(cfg.n)]
     run = {"stage": "generate", **cfg.model_dump(exclude={"output", "batch_size", "device", "progress"})}
-    writer = open_part(cfg.output, run, keep=lambda i: i // cfg.n in mine)
     try:
-        if any(k not in writer.done for k in keys):
-            backend = backend or make_backend(cfg.model, cfg)
-            generate_records(records, fields=cfg.fields, backend=backend, writer=writer, keys=keys,
-                             progress=cfg.progress and rank == 0, where=str(cfg.input), **sampling_kwargs(cfg))
-        finish_parts(writer, len(records) * cfg.n)
+        sample_to_file(records, cfg.output, run, cfg, lambda: backend or make_backend(cfg.model, cfg), n=cfg.n,
+                       fields=cfg.fields, where=str(cfg.input), progress=cfg.progress)
     finally:
-        writer.close()
         shutdown()
     return cfg.output
