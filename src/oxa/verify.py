@@ -392,20 +392,28 @@ def _progress(total: int, description: str, enabled: bool) -> Iterator[Callable[
         yield lambda k: bar.advance(task, k)
 
 
-def _grade_distinct(pool: GradingPool, preds: Sequence[str | None], golds: Sequence[tuple[str, ...]],
+def _grade_distinct(pool: GradingPool, tasks: Sequence[Task],
                     on_done: Callable[[int], None] | None = None) -> list[Verdict]:
     """Grade each distinct (answer, golds) pair once: without an answer ``unparsable``, by
     :func:`quick_status` where it knows, else by math-verify in the pool."""
-    keys = list(zip(preds, golds))
     status: dict[Task, Status] = {}
-    for k in dict.fromkeys(k for k in keys if k[0] is not None):
+    for k in dict.fromkeys(k for k in tasks if k[0] is not None):
         if (quick := quick_status(*k)) is not None:
             status[k] = quick
-    todo = [k for k in dict.fromkeys(keys) if k[0] is not None and k not in status]
+    todo = [k for k in dict.fromkeys(tasks) if k[0] is not None and k not in status]
     if on_done:
         on_done(len(status))
     status.update(zip(todo, pool.grade(todo, on_done)))
-    return [Verdict(status[k] if k[0] is not None else "unparsable", k[0]) for k in keys]
+    return [Verdict(status[k] if k[0] is not None else "unparsable", k[0]) for k in tasks]
+
+
+def _grade_tasks(tasks: Sequence[Task], workers: int, timeout: float,
+                 progress: bool) -> tuple[list[Verdict], int, int]:
+    """Verdicts of ``tasks`` from a fresh pool, with the number of distinct pairs and of workers killed."""
+    n_distinct = len({t for t in tasks if t[0] is not None})
+    with GradingPool(workers, timeout) as pool, _progress(n_distinct, "verify", progress) as advance:
+        verdicts = _grade_distinct(pool, tasks, advance)
+    return verdicts, n_distinct, pool.killed
 
 
 def grade_many(responses: Sequence[str], golds: Sequence[Gold], *, workers: int = 2, timeout: float = 5.0,
@@ -418,10 +426,8 @@ def grade_many(responses: Sequence[str], golds: Sequence[Gold], *, workers: int 
     if len(responses) != len(golds):
         raise ValueError(f"{len(responses)} responses but {len(golds)} gold answers")
     gold_keys = [gold_answers(g) for g in golds]
-    preds = [extract_answer(r, require_think=require_think) for r in responses]
-    n_distinct = len({k for k in zip(preds, gold_keys) if k[0] is not None})
-    with GradingPool(workers, timeout) as pool, _progress(n_distinct, "verify", progress) as advance:
-        return _grade_distinct(pool, preds, gold_keys, advance)
+    tasks = [(extract_answer(r, require_think=require_think), g) for r, g in zip(responses, gold_keys)]
+    return _grade_tasks(tasks, workers, timeout, progress)[0]
 
 
 def summarize(verdicts: Sequence[Status]) -> dict[str, Any]:
@@ -503,13 +509,10 @@ def verify_records(records: Sequence[dict], fields: Fields = Fields(), *, worker
     """
     stats = ReadStats()
     kept, tasks = _tasks(records, fields, source, require_think, skip_bad, stats)
-    preds, golds = [t[0] for t in tasks], [t[1] for t in tasks]
-    n_distinct = len({t for t in tasks if t[0] is not None})
-    with GradingPool(workers, timeout) as pool, _progress(n_distinct, "verify", progress) as advance:
-        verdicts = _grade_distinct(pool, preds, golds, advance)
+    verdicts, n_distinct, killed = _grade_tasks(tasks, workers, timeout, progress)
     out = [_graded(records[i], v) for i, v in zip(kept, verdicts)]
     summary = {**summarize([v.status for v in verdicts]), "skipped": stats.skipped, "skip_reasons": stats.reasons,
-               "distinct_graded": n_distinct, "workers_killed": pool.killed}
+               "distinct_graded": n_distinct, "workers_killed": killed}
     return out, summary
 
 
@@ -551,7 +554,7 @@ def verify_file(config: VerifyConfig) -> dict[str, Any]:
             advance(len(kept) - len(todo))
             for b in range(0, len(todo), config.block_size):
                 block = todo[b:b + config.block_size]
-                verdicts = _grade_distinct(pool, [tasks[j][0] for j in block], [tasks[j][1] for j in block])
+                verdicts = _grade_distinct(pool, [tasks[j] for j in block])
                 writer.add((j, _graded(records[kept[j]], v)) for j, v in zip(block, verdicts))
                 advance(len(block))
         out = writer.finish(len(kept))
