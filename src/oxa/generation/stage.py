@@ -14,7 +14,7 @@ from oxa.errors import OxaError
 from oxa.generation.generate import generate_records
 from oxa.generation.transformers_backend import TransformersBackend
 from oxa.generation.vllm_backend import VLLMBackend, vllm_available
-from oxa.io import ReadStats, read_records
+from oxa.io import read_records
 from oxa.prompting import PromptFormat
 from oxa.records import Fields
 
@@ -94,8 +94,7 @@ def generate_file(cfg: GenerateConfig, *, backend=None) -> Path:
     is the same as an uninterrupted run's. Under ``torchrun`` each rank samples every K-th query and
     rank 0 merges the parts (:mod:`oxa.distributed`).
     """
-    stats = ReadStats()
-    records = read_records(cfg.input, skip_bad=cfg.skip_bad, stats=stats)
+    records = read_records(cfg.input, skip_bad=cfg.skip_bad)
     if cfg.limit is not None:
         records = records[: cfg.limit]
     if not records:
