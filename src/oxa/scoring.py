@@ -47,7 +47,7 @@ from oxa.distributed import all_sum, default_device, dist_info, finish_parts, op
 from oxa.errors import OxaError, RecordError
 from oxa.io import ReadStats, read_records
 from oxa.prompting import Encoded, PromptFormat, encode_example, response_mask
-from oxa.records import Fields, get_text
+from oxa.records import Fields, finite_float, get_text
 
 LOGIT_CHUNK_BYTES = 256 * 2**20  # fp32 logits of one head chunk: 256 MiB (~440 positions at a 152k vocab)
 SORT_WINDOW = 256  # records sorted together: ~98% of the padding saving of a global sort on long-tailed lengths
@@ -348,7 +348,7 @@ def score_file(config: ScoreConfig) -> ScoreSummary | None:
         output=config.output,
         records=len(merged),
         scored=scored,
-        nan=sum(r["ppl"] is None or (isinstance(r["ppl"], float) and math.isnan(r["ppl"])) for r in merged),
+        nan=sum(finite_float(r["ppl"]) is None for r in merged),  # NaN from this run, null from a resumed one
         truncated=sum(bool(r["truncated"]) for r in merged),
         skipped=stats.skipped,
         seconds=time.perf_counter() - loaded,
