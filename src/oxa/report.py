@@ -62,6 +62,11 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     return Run(name or root.name or str(root), root, results, hists)
 
 
+def _benchmark_names(runs: list[Run]) -> list[str]:
+    """Every benchmark of any run, in first-seen order."""
+    return list(dict.fromkeys(b for r in runs for b in r.benchmarks))
+
+
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
@@ -72,7 +77,7 @@ def comparison_table(runs: list[Run]) -> str:
     Benchmarks are the union over runs (a run lacking one shows "–"); the average of each run is over
     the benchmarks it has, as in its results.json.
     """
-    names = list(dict.fromkeys(b for r in runs for b in r.benchmarks))
+    names = _benchmark_names(runs)
     head = ["Model"] + [f"{b} {m}" for b in names for m in ("Pass@1", f"Pass@{_k_label(runs, b)}")]
     head += ["Avg. Pass@1", "Avg. Pass@k"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -140,7 +145,7 @@ def _grid(count: int):
 
 def plot_passk(runs: list[Run], path: Path) -> Path:
     """Pass@k against k (log2 axis), one panel per benchmark plus the average over shared benchmarks."""
-    names = list(dict.fromkeys(b for r in runs for b in r.benchmarks))
+    names = _benchmark_names(runs)
     panels = names + (["Avg."] if len(names) > 1 else [])
     fig, axes = _grid(len(panels))
     for ax, bench in zip(axes, panels):
@@ -163,7 +168,7 @@ def plot_passk(runs: list[Run], path: Path) -> Path:
 def plot_entropy(runs: list[Run], path: Path) -> Path:
     """Grouped bars per benchmark: policy entropy (left) and mean response length (right) of each run."""
     plt = _pyplot()
-    names = list(dict.fromkeys(b for r in runs for b in r.benchmarks))
+    names = _benchmark_names(runs)
     fig, (ax_h, ax_len) = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(names) * 2), 3.8), dpi=110)
     width = 0.8 / len(runs)
     x = np.arange(len(names))
