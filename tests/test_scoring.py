@@ -165,9 +165,10 @@ def run_config(tmp_path, model_dir, **kw) -> ScoreConfig:
 
 def test_resume_after_crash_scores_each_record_once_with_identical_values(tmp_path, tiny_model_dir, monkeypatch):
     records = make_records(40, seed=2)
+    records[0]["response"] = ""  # no PPL: NaN when scored, null when resumed from the partial file
     write_records(tmp_path / "in.jsonl", records)
     full = score_file(run_config(tmp_path, tiny_model_dir))
-    assert full.records == full.scored == 40
+    assert full.records == full.scored == 40 and full.nan == 1
     expected = read_records(tmp_path / "out.jsonl")
     (tmp_path / "out.jsonl").unlink()
 
@@ -192,7 +193,7 @@ def test_resume_after_crash_scores_each_record_once_with_identical_values(tmp_pa
 
     monkeypatch.setattr(Scorer, "score_batch", real)
     resumed = score_file(run_config(tmp_path, tiny_model_dir))
-    assert resumed.records == 40 and resumed.scored == 40 - done
+    assert resumed.records == 40 and resumed.scored == 40 - done and resumed.nan == 1
     assert read_records(tmp_path / "out.jsonl") == expected  # same values to the last bit, same order
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
 
