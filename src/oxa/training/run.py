@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
+from oxa.distributed import dist_info
 from oxa.errors import OxaError
 from oxa.io import ReadStats, write_json
 from oxa.models import load_tokenizer, resolve
 from oxa.training.composer import BatchComposer
 from oxa.training.config import TrainConfig
 from oxa.training.data import Collator, ComposedDataset, encode_records, read_split
-
-
-def _world() -> tuple[int, int]:
-    """(rank, world size) as set by torchrun / accelerate launch / deepspeed; (0, 1) otherwise."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def load_training_model(config: TrainConfig):
@@ -79,7 +74,7 @@ def train(config: TrainConfig, *, log=print, callbacks: list | None = None) -> P
 
     from oxa.training.trainer import OxaTrainer
 
-    rank, world = _world()
+    rank, world = dist_info()
     say = log if rank == 0 else (lambda *_: None)
     tokenizer = load_tokenizer(config.model)
     if config.chat_template is not None:
