@@ -65,9 +65,6 @@ class DistillConfig(StageConfig):
     progress: bool = True
 
 
-STEPS = ("teacher_subset", "train", "generate", "verify", "score", "select")
-
-
 def distill(cfg: DistillConfig, *, log: Callable[[str], None] = print) -> Path:
     """Run the missing steps; returns the path of the UL set."""
     run = Path(cfg.output)
