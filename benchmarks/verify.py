@@ -20,23 +20,21 @@ start cold). Prints median records/s of each and the ratios; the verdicts must a
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
+from oxa.benchmarks import load_benchmark
 from oxa.verify import GradingPool, extract_answer, gold_answers, grade_answer, grade_many
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmarks"
 FILLER = "Let me consider the cases carefully and check each step. " * 60
 
 
 def records(problems: int, n: int, seed: int = 0) -> tuple[list[str], list]:
     golds = []
     for name in ("math500", "aime24", "aime25", "hmmt25", "cmimc25", "brumo25", "minerva"):
-        golds += [row["answer"] for row in json.loads((DATA / f"{name}.json").read_text(encoding="utf-8"))]
+        golds += [row["answer"] for row in load_benchmark(name)]
     rng = random.Random(seed)
     golds = rng.sample(golds, min(problems, len(golds)))
     responses, out_golds = [], []
