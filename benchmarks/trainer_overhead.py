@@ -30,8 +30,8 @@ def examples(tokenizer, n: int):
         a, b = 10 + i % 89, 7 + (i * 13) % 97
         steps = " ".join(f"{a} + {k} = {a + k}." for k in range(1 + i % 6))
         rows.append({"query": f"What is {a} + {b}?", "response": f"<think>{steps} {a} + {b} = {a + b}</think> \\boxed{{{a + b}}}"})
-    encoded, _, _ = encode_records(rows, tokenizer, fmt=PromptFormat(), fields=Fields(), cutoff_len=4096,
-                                   policy="drop", source="synthetic")
+    encoded, _ = encode_records(rows, tokenizer, fmt=PromptFormat(), fields=Fields(), cutoff_len=4096,
+                                policy="drop", source="synthetic")
     return encoded
 
 

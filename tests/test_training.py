@@ -127,13 +127,13 @@ def test_cutoff_drop_or_truncate_is_counted(tmp_path, tiny_tokenizer):
     records = sums(3) + [{"query": "long", "response": "1 2 3 4 5 6 7 8 9 " * 20}]
     kwargs = dict(fmt=PromptFormat(suffix=""), fields=TrainConfig.model_fields["fields"].default, cutoff_len=60,
                   source="x.jsonl")
-    ex, _, stats = encode_records(records, tiny_tokenizer, policy="drop", **kwargs)
+    ex, stats = encode_records(records, tiny_tokenizer, policy="drop", **kwargs)
     assert (stats.kept, stats.dropped_too_long, stats.truncated) == (3, 1, 0) and len(ex) == 3
-    ex, _, stats = encode_records(records, tiny_tokenizer, policy="truncate", **kwargs)
+    ex, stats = encode_records(records, tiny_tokenizer, policy="truncate", **kwargs)
     assert (stats.kept, stats.dropped_too_long, stats.truncated) == (4, 0, 1) and len(ex[3].input_ids) == 60
     with pytest.raises(RecordError, match=r"x.jsonl: record 2: field 'response' is missing"):
         encode_records([sums(1)[0], {"query": "q"}], tiny_tokenizer, policy="drop", **kwargs)
-    _, _, stats = encode_records([{"query": "q"}], tiny_tokenizer, policy="drop", skip_bad=True, **kwargs)
+    _, stats = encode_records([{"query": "q"}], tiny_tokenizer, policy="drop", skip_bad=True, **kwargs)
     assert stats.skipped_bad == 1
 
 

@@ -74,10 +74,10 @@ def read_split(
 def encode_records(
     records: list[dict], tokenizer, *, fmt: PromptFormat, fields: Fields, cutoff_len: int, policy: str,
     source: str, skip_bad: bool = False,
-) -> tuple[list[Example], list[dict], EncodeStats]:
-    """Examples (and the records they came from) after the cutoff policy, with counts of what was cut."""
+) -> tuple[list[Example], EncodeStats]:
+    """Examples after the cutoff policy, with counts of what was cut."""
     stats = EncodeStats()
-    examples, kept = [], []
+    examples = []
     for i, record in enumerate(records):
         where = f"{source}: record {i + 1}"
         try:
@@ -99,8 +99,7 @@ def encode_records(
         stats.truncated += enc.truncated
         stats.kept += 1
         examples.append(example)
-        kept.append(record)
-    return examples, kept, stats
+    return examples, stats
 
 
 class ComposedDataset(Dataset):

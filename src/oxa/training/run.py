@@ -49,8 +49,8 @@ def prepare_data(config: TrainConfig, tokenizer, *, log=print):
         log("method oxa-full without UL records: training is CE only")
     common = dict(fmt=config.prompt, fields=config.fields, cutoff_len=config.cutoff_len,
                   policy=config.cutoff_policy, skip_bad=config.skip_bad)
-    ce, _, ce_stats = encode_records(ce_records, tokenizer, source=str(config.ce_data or config.data), **common)
-    ul, _, ul_stats = encode_records(ul_records, tokenizer, source=str(config.ul_data or config.data), **common)
+    ce, ce_stats = encode_records(ce_records, tokenizer, source=str(config.ce_data or config.data), **common)
+    ul, ul_stats = encode_records(ul_records, tokenizer, source=str(config.ul_data or config.data), **common)
     if not ce and not ul:
         raise OxaError("no training examples left after reading and the cutoff (see the counts above)")
     summary = {"read": read_stats.read, "skipped_bad_lines": read_stats.skipped, "ce": ce_stats.as_dict(),
