@@ -120,12 +120,9 @@ class Collator:
     """Right-pads a micro-batch; ``loss_kinds[b, t]`` is the loss of token t (CE, UL or IGNORE)."""
 
     pad_token_id: int
-    pad_to_multiple_of: int | None = None
 
     def __call__(self, items: list[tuple[Example, Row]]) -> dict[str, torch.Tensor]:
         width = max(len(ex.input_ids) for ex, _ in items)
-        if self.pad_to_multiple_of:
-            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
         b = len(items)
         input_ids = torch.full((b, width), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((b, width), dtype=torch.long)
