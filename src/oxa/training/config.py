@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -12,7 +12,8 @@ from oxa.losses import GeneralizedCE
 from oxa.prompting import PromptFormat
 from oxa.records import Fields
 
-METHODS = ("sft", "oxa-mle", "oxa-full", "dp-ce")
+Method = Literal["sft", "oxa-mle", "oxa-full", "dp-ce"]
+METHODS = get_args(Method)
 """sft / oxa-mle: CE only (they differ in the data you select); oxa-full: CE + alpha * UL;
 dp-ce: generalized CE of "Diversity or Precision" on the CE set."""
 
@@ -32,7 +33,7 @@ class TrainConfig(StageConfig):
 
     model: str
     output_dir: Path
-    method: Literal["sft", "oxa-mle", "oxa-full", "dp-ce"] = "oxa-full"
+    method: Method = "oxa-full"
 
     # data: separate CE / UL files, or one file whose `loss_type_field` says "ce" or "ul" per record
     ce_data: Path | None = None
