@@ -14,13 +14,11 @@ _COLOURS = ("#9aa5b1", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b")
 
 
 def _edges_for(values: list[np.ndarray], width: float = 0.05) -> np.ndarray:
+    """The bins ``oxa select`` shows a non-Gaussian selection in, over the finite values of every series."""
+    from oxa.selection import display_binning
+
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
-    if len(finite) == 0:
-        return np.linspace(1.0, 5.0, 81)
-    lo = np.floor(finite.min() / width) * width
-    hi = max(lo + width, np.ceil(np.quantile(finite, 0.999) / width) * width)
-    width = max(width, (hi - lo) / 200)
-    return np.arange(lo, hi + width / 2, width)
+    return display_binning(finite, width).edges
 
 
 def plot_ppl_histograms(

@@ -414,7 +414,7 @@ def _check(n: int, max_per_query: int) -> None:
         raise OxaError(f"max_per_query must be >= 1, got {max_per_query}")
 
 
-def _display_binning(ppl: np.ndarray, width: float) -> Binning:
+def display_binning(ppl: np.ndarray, width: float) -> Binning:
     """Bins for showing a non-Gaussian selection: the pool's PPL range (to its 99.9th percentile), <= 200 bins."""
     if len(ppl) == 0:
         return Binning(1.0, 5.0, width)
@@ -522,7 +522,7 @@ def _select_ordered(
     order = eligible[seeded_order(len(eligible), seed, None if key is None else key(cols.ppl[eligible]))]
     picked, skipped = take_capped(order, cols.group, max_per_query, n)
     params = dict(n=n, **params, max_per_query=max_per_query, seed=seed)
-    return _finish(method, records, pool, picked, skipped, _display_binning(cols.ppl[eligible], bin_width), params)
+    return _finish(method, records, pool, picked, skipped, display_binning(cols.ppl[eligible], bin_width), params)
 
 
 def select_lowest(records: Sequence[dict] | Columns, n: int, *, max_per_query: int = 1, seed: int = 0,
