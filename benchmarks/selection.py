@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from oxa.io import read_records, write_records
-from oxa.selection import Binning, gaussian_pick, gaussian_targets, select_gaussian
+from oxa.selection import Binning, extract_columns, gaussian_pick, gaussian_targets, select_gaussian
 
 MU, SIGMA, LO, HI, WIDTH = 2.5, 0.25, 1.0, 5.0, 0.05
 
@@ -158,14 +158,11 @@ def main() -> None:
 
     binning = Binning(LO, HI, WIDTH)
     targets = gaussian_targets(args.n, binning, mu=MU, sigma=SIGMA)
-    ppl = np.array([r["ppl"] for r in records])
-    length = np.array([r["n_tokens"] for r in records], dtype=np.float64)
-    codes: dict[str, int] = {}
-    group = np.array([codes.setdefault(r["query"], len(codes)) for r in records])
-    bins = binning.index(ppl)
+    cols = extract_columns(records, length_field="n_tokens")
+    bins = binning.index(cols.ppl)
 
     def core():
-        return gaussian_pick(bins, length, group, targets, max_per_query=1, seed=0, redistribute=False)
+        return gaussian_pick(bins, cols.length, cols.group, targets, max_per_query=1, seed=0, redistribute=False)
 
     t_core, pick = timed(core, args.repeats)
     t_ours, sel = timed(lambda: select_gaussian(records, args.n), args.repeats)
