@@ -488,7 +488,7 @@ def select_gaussian(
                   max_per_query=max_per_query, seed=seed, redistribute=redistribute, verified_only=verified_only)
     sel = _finish("gaussian", records, pool, pick.indices, pick.skipped_cap, binning, params,
                   target=targets, moved_in=pick.moved_in if redistribute else None)
-    sel.stats.update(short_bins=int((sel.selected_hist < targets).sum()), shortfall=n - len(sel.indices),
+    sel.stats.update(short_bins=len(sel.short_bins), shortfall=n - len(sel.indices),
                      redistributed=int(pick.moved_in.sum()))
     return sel
 
