@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from oxa.io import write_json, write_records
-from oxa.prompting import PromptFormat
+from oxa.prompting import PromptFormat, prompt_messages
 from oxa.records import Fields, get_text
 
 FORMATS = ("llamafactory", "trl")
@@ -21,15 +21,15 @@ def _pairs(ce: list[dict], ul: list[dict], fields: Fields, fmt: PromptFormat, so
     for loss_type, records in (("ce", ce), ("ul", ul)):
         for i, record in enumerate(records):
             where = f"{source} ({loss_type}) record {i + 1}"
-            query = get_text(record, fields.query, where=where) + fmt.suffix
-            yield loss_type, query, get_text(record, fields.response, where=where)
+            messages = prompt_messages(get_text(record, fields.query, where=where), fmt)
+            yield loss_type, messages, get_text(record, fields.response, where=where)
 
 
 def export_llamafactory(ce: list[dict], ul: list[dict], path: str | Path, *, fields: Fields = Fields(),
                         fmt: PromptFormat = PromptFormat(), source: str = "training data") -> int:
     """An alpaca-format JSON array (instruction, input, output, system, loss_type); returns the count."""
-    rows = [{"instruction": q, "input": "", "output": r, **({"system": fmt.system} if fmt.system else {}),
-             "loss_type": t} for t, q, r in _pairs(ce, ul, fields, fmt, source)]
+    rows = [{"instruction": m[-1]["content"], "input": "", "output": r, **({"system": fmt.system} if fmt.system else {}),
+             "loss_type": t} for t, m, r in _pairs(ce, ul, fields, fmt, source)]
     write_json(path, rows)
     return len(rows)
 
@@ -37,10 +37,8 @@ def export_llamafactory(ce: list[dict], ul: list[dict], path: str | Path, *, fie
 def export_trl(ce: list[dict], ul: list[dict], path: str | Path, *, fields: Fields = Fields(),
                fmt: PromptFormat = PromptFormat(), source: str = "training data") -> int:
     """Conversational prompt/completion JSONL (TRL's SFTTrainer format) with ``loss_type``; returns the count."""
-    system = [{"role": "system", "content": fmt.system}] if fmt.system else []
-    rows = ({"prompt": system + [{"role": "user", "content": q}],
-             "completion": [{"role": "assistant", "content": r}], "loss_type": t}
-            for t, q, r in _pairs(ce, ul, fields, fmt, source))
+    rows = ({"prompt": m, "completion": [{"role": "assistant", "content": r}], "loss_type": t}
+            for t, m, r in _pairs(ce, ul, fields, fmt, source))
     return write_records(path, rows)
 
 
