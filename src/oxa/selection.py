@@ -261,7 +261,6 @@ def _descending_key(length: np.ndarray) -> np.ndarray:
 @dataclass
 class GaussianPick:
     indices: np.ndarray  # selected record indices, in selection order
-    achieved: np.ndarray  # per bin
     moved_in: np.ndarray  # per bin: selections made there to cover other bins' shortfall
     skipped_cap: int
 
@@ -322,7 +321,7 @@ def gaussian_pick(
                 moved_in[j] += got
                 need -= got
     indices = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
-    return GaussianPick(indices=indices, achieved=achieved, moved_in=moved_in, skipped_cap=skipped)
+    return GaussianPick(indices=indices, moved_in=moved_in, skipped_cap=skipped)
 
 
 # ---------------------------------------------------------------------------------------------------
