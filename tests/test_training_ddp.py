@@ -18,14 +18,6 @@ import torch
 CE_PER_STEP, UL_PER_STEP, ALPHA, LR, STEPS = 3, 2, 0.5, 0.5, 3
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def records(n: int, offset: int, wrong: bool) -> list[dict]:
     rows = []
     for i in range(n):
@@ -85,7 +77,7 @@ def test_two_processes_match_single_process_full_batch(tmp_path, tiny_model_dir)
     write_records(tmp_path / "ce.jsonl", ce)
     write_records(tmp_path / "ul.jsonl", ul)
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            __file__, str(tmp_path)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
