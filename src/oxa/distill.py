@@ -130,7 +130,8 @@ def _generate(cfg: DistillConfig, model_dir: Path, out: Path) -> dict:
                          input=cfg.queries or cfg.teacher, output=out, limit=cfg.query_limit, fields=cfg.fields,
                          skip_bad=cfg.skip_bad, progress=cfg.progress)
     generate_file(gen)
-    return {"samples": sum(1 for _ in open(out, encoding="utf-8"))}
+    with open(out, encoding="utf-8") as f:
+        return {"samples": sum(1 for _ in f)}
 
 
 def _verify(cfg: DistillConfig, samples: Path, out: Path) -> dict:
@@ -139,7 +140,7 @@ def _verify(cfg: DistillConfig, samples: Path, out: Path) -> dict:
     records, summary = verify_records(read_records(samples), cfg.fields, workers=cfg.workers,
                                       timeout=cfg.grade_timeout, progress=cfg.progress, source=str(samples))
     write_records(out, records)
-    return {"verified": len(records), "correct": sum(bool(r["correct"]) for r in records)}
+    return {"verified": len(records), "correct": summary["correct"]}
 
 
 def _score(cfg: DistillConfig, verified: Path, out: Path) -> dict:

@@ -72,7 +72,9 @@ def plot_ppl_histograms(
     ax.legend(loc="upper right", fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png")
-    plt.close(fig)
+    try:
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png")
+    finally:
+        plt.close(fig)
     return path
