@@ -431,7 +431,7 @@ def grade_many(responses: Sequence[str], golds: Sequence[Gold], *, workers: int 
 
 
 def summarize(verdicts: Sequence[Status]) -> dict[str, Any]:
-    """Counts per status and the accuracy (correct / graded)."""
+    """Counts per status and the accuracy (correct / all records, unparsable and timed-out ones included)."""
     counts = Counter(verdicts)
     n = len(verdicts)
     return {"records": n, **{s: counts.get(s, 0) for s in STATUSES}, "accuracy": counts.get("correct", 0) / n if n else None}
