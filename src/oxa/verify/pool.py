@@ -36,8 +36,8 @@ def _die_with_parent(parent_pid: int, inherited: Sequence) -> None:
         os._exit(0)
 
 
-def _worker_main(conn, clock, slot: int, parent_pid: int, inherited: Sequence) -> None:
-    """Grade chunks of tasks until told to stop. Before each item it stamps (start time, position in
+def _worker_main(conn, clock, slot: int, parent_pid: int, inherited: Sequence, grade: Callable[..., str]) -> None:
+    """Grade chunks of tasks with ``grade(*task)`` until told to stop. Before each item it stamps (start time, position in
     the chunk) into its slot of the shared ``clock`` so the parent can see what it is stuck on."""
     _die_with_parent(parent_pid, inherited)
     try:
@@ -47,7 +47,7 @@ def _worker_main(conn, clock, slot: int, parent_pid: int, inherited: Sequence) -
                 clock[2 * slot] = time.monotonic()
                 clock[2 * slot + 1] = pos
                 try:
-                    statuses.append(grade_answer(pred, golds))
+                    statuses.append(grade(pred, golds))
                 except Exception:  # a sympy/antlr bug on one odd answer is that answer's problem only
                     statuses.append("unparsable")
             clock[2 * slot] = 0.0
@@ -57,10 +57,10 @@ def _worker_main(conn, clock, slot: int, parent_pid: int, inherited: Sequence) -
 
 
 class _Worker:
-    def __init__(self, ctx, clock, slot: int, siblings: Sequence[_Worker] = ()):
+    def __init__(self, ctx, clock, slot: int, grade: Callable[..., str], siblings: Sequence[_Worker] = ()):
         self.conn, child = ctx.Pipe()
         inherited = [self.conn, *(w.conn for w in siblings)]
-        self.proc = ctx.Process(target=_worker_main, args=(child, clock, slot, os.getpid(), inherited), daemon=True,
+        self.proc = ctx.Process(target=_worker_main, args=(child, clock, slot, os.getpid(), inherited, grade), daemon=True,
                                 name=f"oxa-verify-{slot}")
         self.proc.start()
         child.close()
@@ -92,16 +92,21 @@ class GradingPool:
     spawn/forkserver: those re-import the caller's ``__main__`` in every worker, which breaks scripts
     without a main guard and makes each replacement pay the CLI's imports. The children run only
     math-verify, so threads the parent may hold (torch) do not matter to them.
+
+    ``grade(answer, golds)`` is what the workers run on each task: :func:`grade_answer` (``oxa verify``'s
+    rule) by default; the RL reward passes its own. Any callable works (workers are forked, not pickled).
     """
 
     POLL_S = 0.02
 
-    def __init__(self, workers: int = 2, timeout: float = 5.0, chunk_size: int | None = None):
+    def __init__(self, workers: int = 2, timeout: float = 5.0, chunk_size: int | None = None,
+                 grade: Callable[..., str] = grade_answer):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         self.n_workers, self.timeout, self.chunk_size = workers, float(timeout), chunk_size
+        self._grade = grade
         self.killed = 0  # workers killed at the deadline or found dead
         self._unexplained = 0
         self._ctx = mp.get_context("fork")
@@ -126,9 +131,9 @@ class GradingPool:
         results: list[Status | None] = [None] * len(tasks)
         pending = self._chunks(len(tasks))
         if pending and not self._workers:  # started on first use: a run with nothing to grade forks nothing
-            grade_answer("0", ("0",))  # warm up before forking, so every worker inherits it
+            self._grade("0", ("0",))  # warm up before forking, so every worker inherits it
             for slot in range(self.n_workers):
-                self._workers.append(_Worker(self._ctx, self._clock, slot, self._workers))
+                self._workers.append(_Worker(self._ctx, self._clock, slot, self._grade, self._workers))
         while pending or any(w.chunk is not None for w in self._workers):
             for w in self._workers:
                 if w.chunk is None and pending:
@@ -188,4 +193,4 @@ class GradingPool:
         if rest:
             pending.appendleft(rest)
         others = [o for o in self._workers if o is not w]
-        self._workers[self._workers.index(w)] = _Worker(self._ctx, self._clock, w.slot, others)
+        self._workers[self._workers.index(w)] = _Worker(self._ctx, self._clock, w.slot, self._grade, others)
