@@ -35,7 +35,7 @@ from oxa.prompting import PromptFormat, prompt_messages
 from oxa.records import Fields
 from oxa.rl.prompts import load_prompts
 from oxa.rl.reward import RewardConfig
-from oxa.verify import gold_answers
+from oxa.verify import Gold, gold_answers
 
 REWARD_FILE = "oxa_reward.py"
 SCRIPT_FILE = "run_verl.sh"
@@ -132,9 +132,10 @@ def _plain(cfg: Any) -> dict[str, Any]:
 
 
 def verl_rows(records: list[dict], fmt: PromptFormat, *, data_source: str, split: str) -> list[dict]:
-    """Prompt records as verl RL rows. ``ground_truth`` is text as verl expects; when any record has
-    several accepted answers (Minerva), every row holds a list of texts (one Parquet column type)."""
-    golds = [list(gold_answers(r["answer"])) for r in records]
+    """Prompt records as verl RL rows. ``ground_truth`` is the gold as the record writes it, as text (the
+    reward normalises it when grading); when any record has several accepted answers (Minerva), every
+    row holds a list of texts (one Parquet column type)."""
+    golds = [_gold_texts(r["answer"]) for r in records]
     as_lists = any(len(g) > 1 for g in golds)
     return [{"data_source": data_source,
              "prompt": prompt_messages(r["query"], fmt),
@@ -142,6 +143,12 @@ def verl_rows(records: list[dict], fmt: PromptFormat, *, data_source: str, split
              "reward_model": {"style": "rule", "ground_truth": g if as_lists else g[0]},
              "extra_info": {"index": i, "split": split, "id": str(r["id"])}}
             for i, (r, g) in enumerate(zip(records, golds))]
+
+
+def _gold_texts(answer: Gold) -> list[str]:
+    """The accepted answers as texts: strings as they are (stripped), numbers as the grader writes them."""
+    values = list(answer) if isinstance(answer, (list, tuple)) else [answer]
+    return [v.strip() if isinstance(v, str) else gold_answers(v)[0] for v in values]
 
 
 def _source_name(spec: str) -> str:
