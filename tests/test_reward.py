@@ -43,6 +43,7 @@ CASES = [  # (completion, gold, expected status)
     ("<think>6*7 = 42, \\boxed{42}", "42", "no_think"),  # cut off mid-reasoning
     ("<think>first</think> \\boxed{1} <think>again</think> \\boxed{42}", "42", "correct"),  # after the last </think>
     ("<think>first</think> \\boxed{42} <think>again</think> \\boxed{1}", "42", "incorrect"),
+    ("<think>first</think> <think> \\boxed{42}", "42", "correct"),  # a stray <think> after the last </think>
     ("<think>r</think>", "42", "unparsable"),  # nothing after the reasoning
     ("<think>r</think> \\boxed{(-\\infty, 3]}", "(-\\infty,3]", "correct"),
     ("<think>r</think> \\boxed{\\{1, 2\\}}", "\\{2,1\\}", "correct"),

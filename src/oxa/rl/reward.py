@@ -130,7 +130,8 @@ class MathReward:
 
     TRL calls it with the batch's ``prompts``, ``completions`` and every dataset column, of which it
     reads ``answer`` (the gold). Keeps a pool of grading processes between calls; :meth:`close` (or
-    leaving a ``with`` block, or garbage collection) stops them.
+    leaving a ``with`` block, or garbage collection) stops them. One caller at a time: it is not
+    thread-safe (the verl module serialises its calls with a lock).
     """
 
     __name__ = "math_reward"  # TRL names the logged reward after it
@@ -167,7 +168,7 @@ class MathReward:
             elif self.cfg.mode == "math_verify":
                 keys.append((region, golds_i))
             else:
-                keys.append((extract_answer(region), golds_i))
+                keys.append((extract_answer(text, require_think=self.cfg.require_think), golds_i))
         statuses = self._grade_distinct(keys)
         results = [RewardResult(1.0 if s == "correct" else 0.0, s) for s in statuses]
         self._counts.update(statuses)
