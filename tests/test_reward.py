@@ -61,7 +61,8 @@ CASES = [  # (completion, gold, expected status)
 
 @pytest.fixture(scope="module")
 def reward():
-    with MathReward(RewardConfig(workers=2, timeout=5.0)) as r:
+    # a generous deadline: these tests are about grades, and a loaded machine must not turn one into a timeout
+    with MathReward(RewardConfig(workers=2, timeout=60.0)) as r:
         yield r
 
 
@@ -151,7 +152,7 @@ def test_agreement_on_real_benchmark_answers(shared_data):
                          f"<think>r</think> The final answer is ${first}$", f"reasoning only \\boxed{{{first}}}"):
                 texts.append(text)
                 golds.append(gold)
-    with MathReward(RewardConfig(workers=2, timeout=10.0)) as r:
+    with MathReward(RewardConfig(workers=2, timeout=60.0)) as r:
         ours = [x.reward for x in r.grade(texts, golds)]
     ref = [reference_reward(t, g) for t, g in zip(texts, golds)]
     disagree = [(t, g, a, b) for t, g, a, b in zip(texts, golds, ours, ref) if a != b]
