@@ -172,6 +172,34 @@ def test_items_after_the_hung_one_in_its_chunk_are_still_graded():
     assert pool.killed == 2 and again == ["correct"]
 
 
+def test_a_grader_crash_is_an_error_not_an_unparsable_answer(monkeypatch):
+    """An exception inside the grader, or a worker process that dies mid-item, says nothing about the
+    answer: such items get their own status, ``error``, and the summary counts them."""
+    import os
+
+    from oxa.verify import pool as pool_module
+    from oxa.verify import summarize
+
+    real = pool_module.grade_answer
+
+    def flaky(pred, golds):
+        if pred == "raise":
+            raise RecursionError("a sympy bug on one odd answer")
+        if pred == "die":
+            os._exit(1)  # as a segfault in C code would end the worker
+        return real(pred, golds)
+
+    monkeypatch.setattr(pool_module, "grade_answer", flaky)  # workers fork on first use and inherit it
+    tasks = [("raise", ("1",)), ("1/2", ("0.5",)), ("die", ("1",)), ("2/3", ("1",))]
+    with GradingPool(workers=1, timeout=30, chunk_size=len(tasks)) as pool:
+        assert pool.grade(tasks) == ["error", "correct", "error", "incorrect"]
+    _, summary = verify_records([{"response": "\\boxed{raise}", "answer": "1"}, {"response": "", "answer": "1"}],
+                                progress=False)
+    assert summary["error"] == 1 and summary["unparsable"] == 1 and summary["accuracy"] == 0.0
+    assert summarize(["error", "correct"]) == {"records": 2, "correct": 1, "incorrect": 0, "unparsable": 0,
+                                               "timeout": 0, "error": 1, "accuracy": 0.5}
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
 def test_workers_die_with_their_parent_even_mid_hang():
     code = f"from oxa.verify import grade_many; grade_many([r'\\boxed{{{HANG}}}'], ['1'], timeout=300, progress=False)"
