@@ -113,28 +113,32 @@ def test_two_processes_match_single_process_full_batch(tmp_path, tiny_model_dir)
     tok = load_tokenizer(tmp_path / "model")
     fmt = PromptFormat(suffix="")
 
-    def check_update(before: dict | None, after: dict, step_rows: list) -> None:
+    logged = {h["step"]: h for h in json.loads((tmp_path / "out" / "oxa_train.json").read_text())["log_history"]
+              if "ce_loss" in h}
+
+    def check_update(step: int, before: dict | None, after: dict, step_rows: list) -> None:
         model = AutoModelForCausalLM.from_pretrained(tmp_path / "model", dtype=torch.float32)
         if before is not None:
             model.load_state_dict(before)
-        loss = torch.zeros((), dtype=torch.float64)
+        terms: dict[int, list] = {0: [], 1: []}
         for kind, index, _ in step_rows:
             rec = (ce if kind == 0 else ul)[index]
             enc = encode_example(tok, rec["query"], rec["response"], fmt)
             ids = torch.tensor([enc.input_ids])
             logp = torch.log_softmax(model(ids).logits[0, :-1].double(), -1)
             tok_logp = logp.gather(1, ids[0, 1:, None]).squeeze(1)[enc.n_prompt - 1:]
-            if kind == 0:
-                loss = loss - tok_logp.mean() / CE_PER_STEP
-            else:
-                loss = loss - ALPHA * torch.log1p(-tok_logp.exp()).mean() / UL_PER_STEP
+            terms[kind].append(-tok_logp.mean() if kind == 0 else -torch.log1p(-tok_logp.exp()).mean())
+        loss = sum(terms[0]) / CE_PER_STEP + ALPHA * sum(terms[1]) / UL_PER_STEP
         loss.backward()
         for name, param in model.named_parameters():
             expected = param.detach() - LR * param.grad
             assert (after[name] - expected).abs().max().item() < 2e-5, name
+        # the logged losses are the step's per-sequence means, in a scaled last step too (not shrunk by it)
+        assert logged[step]["ce_loss"] == pytest.approx(torch.stack(terms[0]).mean().item(), rel=1e-4)
+        assert logged[step]["ul_loss"] == pytest.approx(torch.stack(terms[1]).mean().item(), rel=1e-4)
 
-    check_update(None, saved[1, 0], steps[0])
-    check_update(saved[3, 0], saved[4, 0], steps[3])
+    check_update(1, None, saved[1, 0], steps[0])
+    check_update(4, saved[3, 0], saved[4, 0], steps[3])
 
 
 if __name__ == "__main__":
