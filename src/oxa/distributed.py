@@ -9,7 +9,8 @@ multi-process job that writes one file.
 
 A re-run picks up results from every part it finds, whatever process count wrote them, so a job
 preempted on 8 GPUs can finish on 2. A small run file (``<out>.run.json``) records what the partial
-results were computed with; resuming with different settings is refused instead of mixing results.
+results were computed with; resuming with different settings, or from partial results with no run file,
+is refused instead of mixing results. ``oxa verify`` uses the same run file in a single process.
 """
 
 from __future__ import annotations
