@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -16,6 +17,9 @@ def teacher(tmp_path_factory):
         a, b = i + 3, 2 * i + 1
         rows.append({"id": f"t{i}", "query": f"What is {a} + {b}?", "answer": str(a + b),
                      "response": f"<think>\n{a} + {b} = {a + b}\n</think>\n\\boxed{{{a + b}}}", "correct": i != 5})
+    for i in (0, 3, 7):  # a query with several teacher responses, as in a teacher pool of k per query
+        rows.append({**rows[i], "id": f"t{i}b", "response": f"<think>\nadd\n</think>\n\\boxed{{{rows[i]['answer']}}}",
+                     "verdict": "correct"})
     path = tmp_path_factory.mktemp("distill") / "teacher.jsonl"
     write_records(path, rows)
     return path
@@ -37,7 +41,9 @@ def test_distill_pipeline_writes_every_step_and_skips_them_on_rerun(tmp_path, te
     assert len(subset) == 6 and all(r["correct"] for r in subset)  # only verified teacher records
     assert (run / "instruct" / "config.json").exists()
     samples = read_records(run / "samples.jsonl")
-    assert len(samples) == 12 * 3
+    assert len(samples) == 12 * 3  # n samples per distinct query, not per teacher record (15)
+    assert set(Counter(r["query"] for r in samples).values()) == {3}
+    assert not any("verdict" in r for r in samples)  # nothing of the teacher's responses is carried over
     verified = read_records(run / "verified.jsonl")
     assert [r["response"] for r in verified] == [r["response"] for r in samples]
     scored = read_records(run / "errors_scored.jsonl")
@@ -53,18 +59,40 @@ def test_distill_pipeline_writes_every_step_and_skips_them_on_rerun(tmp_path, te
             best[r["query"]] = min(best.get(r["query"], float("inf")), r["ppl"])
     assert sorted(r["ppl"] for r in selected) == pytest.approx(sorted(best.values())[: len(selected)])
     manifest = json.loads((run / "distill.json").read_text())
-    assert list(manifest["steps"]) == ["teacher_subset", "train", "generate", "verify", "score", "select"]
+    assert list(manifest["steps"]) == ["teacher_subset", "train", "queries", "generate", "verify", "score",
+                                       "select"]
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in run.glob("*.jsonl")}
     logs.clear()
     distill(cfg, log=logs.append)
-    assert sum("done earlier" in line for line in logs) == 6
+    assert sum("done earlier" in line for line in logs) == 7
     assert {p.name: p.stat().st_mtime_ns for p in run.glob("*.jsonl")} == mtimes
 
     from oxa.errors import OxaError
 
     with pytest.raises(OxaError, match="other settings"):
         distill(cfg.model_copy(update={"n_errors": 3}), log=logs.append)
+
+
+def test_queries_are_distinct_limited_and_carry_no_response(tmp_path):
+    from oxa.distill import DistillConfig, _queries
+
+    rows = [{"id": 1, "q": "a?", "answer": "1", "response": "r1", "correct": True, "ppl": 1.1, "topic": "x"},
+            {"id": 2, "q": "b?", "answer": "2", "response": "r2", "correct": False},
+            {"id": 3, "q": "a?", "answer": "1", "response": "r3", "correct": False},
+            {"id": 4, "answer": "4", "response": "r4"},  # no query
+            {"id": 5, "q": "c?", "answer": "3", "response": "r5"}]
+    write_records(tmp_path / "t.jsonl", rows)
+    cfg = DistillConfig(base_model="m", teacher=tmp_path / "t.jsonl", output=tmp_path, fields={"query": "q"},
+                        skip_bad=True, query_limit=2)
+    counts = _queries(cfg, tmp_path / "queries.jsonl")
+    assert read_records(tmp_path / "queries.jsonl") == [{"id": 1, "q": "a?", "answer": "1", "topic": "x"},
+                                                        {"id": 2, "q": "b?", "answer": "2"}]
+    assert counts == {"records": 5, "skipped": 1, "distinct_queries": 3, "queries": 2}
+    from oxa.errors import RecordError
+
+    with pytest.raises(RecordError, match="record 4: field 'q' is missing"):
+        _queries(cfg.model_copy(update={"skip_bad": False}), tmp_path / "q2.jsonl")
 
 
 def test_cli_settings_come_from_config_and_flags(tmp_path, teacher, monkeypatch):

@@ -83,6 +83,31 @@ def test_metrics_match_hand_computation(tmp_path, bench):
     assert json.loads((tmp_path / "out" / "results.json").read_text())["benchmarks"]["mini"]["pass@1"] == m["pass@1"]
 
 
+def test_no_model_is_loaded_when_every_sample_already_exists(tmp_path, bench, monkeypatch):
+    """An eval interrupted after sampling but before the merge left every sample in its part file: the
+    re-run merges and grades them without loading the model."""
+    import oxa.evaluation.run
+    import oxa.generation.stage
+    from oxa.benchmarks import load_benchmark
+
+    cfg = EvalConfig(model="unused", benchmarks=[str(bench)], output=tmp_path / "out", n=4, progress=False, workers=1)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(oxa.generation.stage, "finish_parts", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate(cfg, backend=Scripted(load_benchmark(bench)))
+    assert not (tmp_path / "out" / "generations" / "mini.jsonl").exists()
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded although no sample was missing")
+
+    monkeypatch.setattr(oxa.evaluation.run, "make_backend", no_model)
+    assert evaluate(cfg)["benchmarks"]["mini"]["pass@1"] == pytest.approx(sum(c for _, c in PLAN.values()) / 16)
+
+
 def test_reference_buckets(tmp_path, bench):
     from oxa.benchmarks import load_benchmark
 

@@ -53,3 +53,23 @@ def test_resumable_writer_resumes_without_duplicates(tmp_path):
     assert recs == [{"v": 0}, {"v": 1}, {"v": 2}]
     assert [json.loads(line)["v"] for line in out.read_text().splitlines()] == [0, 1, 2]
     assert not w2.path.exists()
+
+
+@pytest.mark.parametrize("torn", [b'{"_i": 1, "v"', b'{"_i": 1, "v": "caf\xc3', b'{"_i": 1, "v": 1}',
+                                  b'{"_i": 1, "v": "' + b"x" * 200_000])
+def test_a_record_appended_after_a_torn_line_survives_the_next_resume(tmp_path, torn):
+    """A kill mid-write leaves a last line without its newline (here cut inside JSON, inside a UTF-8
+    character, just before the newline, or 200 kB into a long response). The next run's first record must start on a line of its
+    own, so a third run (or the merge of another rank's part) reads it back."""
+    out = tmp_path / "out.jsonl"
+    w = ResumableWriter(out)
+    w.add([(0, {"v": "é"})])
+    w.close()
+    with open(w.path, "ab") as f:
+        f.write(torn)
+    w2 = ResumableWriter(out)
+    w2.add([(2, {"v": 2})])
+    w2.close()
+    reloaded = ResumableWriter.load(w2.path)  # what a re-run, or rank 0 merging this part, sees
+    assert 2 in reloaded and reloaded[0] == {"v": "é"}
+    assert all(json.loads(line) for line in w2.path.read_bytes().splitlines())  # only whole records remain

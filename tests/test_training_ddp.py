@@ -1,5 +1,6 @@
 """Two CPU processes (torchrun, gloo): exact CE/UL counts per step, identical parameters on both ranks, and the
-first step's update equal to a single-process full-batch computation of the paper's loss.
+first step's update, and the epoch's scaled-down last step's, equal to a single-process full-batch computation
+of the paper's loss.
 
 This file is also the worker that torchrun starts (``python tests/test_training_ddp.py WORKDIR``).
 """
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-CE_PER_STEP, UL_PER_STEP, ALPHA, LR, STEPS = 3, 2, 0.5, 0.5, 3
+CE_PER_STEP, UL_PER_STEP, ALPHA, LR, STEPS = 3, 2, 0.5, 0.5, 4
+SAVED_STEPS = (1, 3, 4)  # parameters kept after these optimizer steps
 
 
 def records(n: int, offset: int, wrong: bool) -> list[dict]:
@@ -40,7 +42,7 @@ def config(work: Path):
 
 
 def worker(work: Path) -> None:
-    """Runs on each rank: train, recording the rows of every micro-batch and the parameters after step 1."""
+    """Runs on each rank: train, recording the rows of every micro-batch and the parameters after SAVED_STEPS."""
     from transformers import TrainerCallback
 
     from oxa.training import train
@@ -56,12 +58,13 @@ def worker(work: Path) -> None:
 
     Collator.__call__ = recording
 
-    class SaveAfterFirstStep(TrainerCallback):
+    class SaveParameters(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kw):
-            if state.global_step == 1:
-                torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, work / f"step1_rank{rank}.pt")
+            if state.global_step in SAVED_STEPS:
+                torch.save({k: v.detach().clone() for k, v in model.state_dict().items()},
+                           work / f"step{state.global_step}_rank{rank}.pt")
 
-    train(config(work), callbacks=[SaveAfterFirstStep()])
+    train(config(work), callbacks=[SaveParameters()])
     (work / f"rows_rank{rank}.json").write_text(json.dumps(seen))
 
 
@@ -73,7 +76,7 @@ def test_two_processes_match_single_process_full_batch(tmp_path, tiny_model_dir)
     from oxa.io import write_records
 
     shutil.copytree(tiny_model_dir, tmp_path / "model")
-    ce, ul = records(9, 0, wrong=False), records(4, 50, wrong=True)  # 3 full steps of 3 CE
+    ce, ul = records(10, 0, wrong=False), records(4, 50, wrong=True)  # 3 full steps of 3 CE, then 1 CE left
     write_records(tmp_path / "ce.jsonl", ce)
     write_records(tmp_path / "ul.jsonl", ul)
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -89,39 +92,53 @@ def test_two_processes_match_single_process_full_batch(tmp_path, tiny_model_dir)
     steps = []
     for s in range(STEPS):
         step_rows = [r for rank in rows for mb in rank[s * ga:(s + 1) * ga] for r in mb if not r[2]]
-        assert sum(k == 0 for k, _, _ in step_rows) == CE_PER_STEP
-        assert sum(k == 1 for k, _, _ in step_rows) == UL_PER_STEP
+        # the last step of the epoch holds the 1 CE example left and UL in proportion: round(2 * 1/3) = 1
+        assert sum(k == 0 for k, _, _ in step_rows) == (CE_PER_STEP if s < 3 else 1)
+        assert sum(k == 1 for k, _, _ in step_rows) == (UL_PER_STEP if s < 3 else 1)
         steps.append(step_rows)
 
     # identical parameters on both ranks
-    p0, p1 = (torch.load(tmp_path / f"step1_rank{r}.pt") for r in range(2))
-    assert all(torch.equal(p0[k], p1[k]) for k in p0)
+    saved = {(s, r): torch.load(tmp_path / f"step{s}_rank{r}.pt") for s in SAVED_STEPS for r in range(2)}
+    for s in SAVED_STEPS:
+        assert all(torch.equal(saved[s, 0][k], saved[s, 1][k]) for k in saved[s, 0])
 
-    # the first SGD step equals a single-process full-batch gradient of the per-sequence-mean CE + alpha UL
+    # an SGD step equals a single-process gradient of sum_CE (1/CE_PER_STEP) mean_tok ce + alpha sum_UL
+    # (1/UL_PER_STEP) mean_tok ul: the paper's per-sequence means for a full step, and that sum, so each row
+    # weighs what it weighs in a full step, for the scaled-down last step
     from transformers import AutoModelForCausalLM
 
     from oxa.models import load_tokenizer
     from oxa.prompting import PromptFormat, encode_example
 
     tok = load_tokenizer(tmp_path / "model")
-    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model", dtype=torch.float32)
     fmt = PromptFormat(suffix="")
-    ce_terms, ul_terms = [], []
-    for kind, index, _ in steps[0]:
-        rec = (ce if kind == 0 else ul)[index]
-        enc = encode_example(tok, rec["query"], rec["response"], fmt)
-        ids = torch.tensor([enc.input_ids])
-        logp = torch.log_softmax(model(ids).logits[0, :-1].double(), -1)
-        tok_logp = logp.gather(1, ids[0, 1:, None]).squeeze(1)[enc.n_prompt - 1:]
-        if kind == 0:
-            ce_terms.append(-tok_logp.mean())
-        else:
-            ul_terms.append(-torch.log1p(-tok_logp.exp()).mean())
-    loss = torch.stack(ce_terms).mean() + ALPHA * torch.stack(ul_terms).mean()
-    loss.backward()
-    for name, param in model.named_parameters():
-        expected = param.detach() - LR * param.grad
-        assert (p0[name] - expected).abs().max().item() < 2e-5, name
+
+    logged = {h["step"]: h for h in json.loads((tmp_path / "out" / "oxa_train.json").read_text())["log_history"]
+              if "ce_loss" in h}
+
+    def check_update(step: int, before: dict | None, after: dict, step_rows: list) -> None:
+        model = AutoModelForCausalLM.from_pretrained(tmp_path / "model", dtype=torch.float32)
+        if before is not None:
+            model.load_state_dict(before)
+        terms: dict[int, list] = {0: [], 1: []}
+        for kind, index, _ in step_rows:
+            rec = (ce if kind == 0 else ul)[index]
+            enc = encode_example(tok, rec["query"], rec["response"], fmt)
+            ids = torch.tensor([enc.input_ids])
+            logp = torch.log_softmax(model(ids).logits[0, :-1].double(), -1)
+            tok_logp = logp.gather(1, ids[0, 1:, None]).squeeze(1)[enc.n_prompt - 1:]
+            terms[kind].append(-tok_logp.mean() if kind == 0 else -torch.log1p(-tok_logp.exp()).mean())
+        loss = sum(terms[0]) / CE_PER_STEP + ALPHA * sum(terms[1]) / UL_PER_STEP
+        loss.backward()
+        for name, param in model.named_parameters():
+            expected = param.detach() - LR * param.grad
+            assert (after[name] - expected).abs().max().item() < 2e-5, name
+        # the logged losses are the step's per-sequence means, in a scaled last step too (not shrunk by it)
+        assert logged[step]["ce_loss"] == pytest.approx(torch.stack(terms[0]).mean().item(), rel=1e-4)
+        assert logged[step]["ul_loss"] == pytest.approx(torch.stack(terms[1]).mean().item(), rel=1e-4)
+
+    check_update(1, None, saved[1, 0], steps[0])
+    check_update(4, saved[3, 0], saved[4, 0], steps[3])
 
 
 if __name__ == "__main__":

@@ -14,11 +14,11 @@ import typer
 from typer.testing import CliRunner
 
 from oxa.commands import verify as verify_command
-from oxa.errors import RecordError
+from oxa.errors import OxaError, RecordError
 from oxa.io import read_records
 from oxa.records import Fields
-from oxa.verify import (GradingPool, Verdict, extract_answer, gold_answers, grade_answer, grade_many, quick_status,
-                        summary_path, verify_records)
+from oxa.verify import (GradingPool, Verdict, VerifyConfig, extract_answer, gold_answers, grade_answer, grade_many,
+                        quick_status, summary_path, verify_file, verify_records)
 
 BENCHMARK_FILES = ("aime24", "aime25", "hmmt25", "cmimc25", "brumo25", "minerva", "math500")
 HANG = "10^{10^{10}}"  # sympy evaluates this exactly, inside C code that no signal interrupts
@@ -172,6 +172,34 @@ def test_items_after_the_hung_one_in_its_chunk_are_still_graded():
     assert pool.killed == 2 and again == ["correct"]
 
 
+def test_a_grader_crash_is_an_error_not_an_unparsable_answer(monkeypatch):
+    """An exception inside the grader, or a worker process that dies mid-item, says nothing about the
+    answer: such items get their own status, ``error``, and the summary counts them."""
+    import os
+
+    from oxa.verify import pool as pool_module
+    from oxa.verify import summarize
+
+    real = pool_module.grade_answer
+
+    def flaky(pred, golds):
+        if pred == "raise":
+            raise RecursionError("a sympy bug on one odd answer")
+        if pred == "die":
+            os._exit(1)  # as a segfault in C code would end the worker
+        return real(pred, golds)
+
+    monkeypatch.setattr(pool_module, "grade_answer", flaky)  # workers fork on first use and inherit it
+    tasks = [("raise", ("1",)), ("1/2", ("0.5",)), ("die", ("1",)), ("2/3", ("1",))]
+    with GradingPool(workers=1, timeout=30, chunk_size=len(tasks)) as pool:
+        assert pool.grade(tasks) == ["error", "correct", "error", "incorrect"]
+    _, summary = verify_records([{"response": "\\boxed{raise}", "answer": "1"}, {"response": "", "answer": "1"}],
+                                progress=False)
+    assert summary["error"] == 1 and summary["unparsable"] == 1 and summary["accuracy"] == 0.0
+    assert summarize(["error", "correct"]) == {"records": 2, "correct": 1, "incorrect": 0, "unparsable": 0,
+                                               "timeout": 0, "error": 1, "accuracy": 0.5}
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
 def test_workers_die_with_their_parent_even_mid_hang():
     code = f"from oxa.verify import grade_many; grade_many([r'\\boxed{{{HANG}}}'], ['1'], timeout=300, progress=False)"
@@ -282,13 +310,54 @@ def test_cli_config_file_and_field_flags(tmp_path, cli):
     assert [r["verdict"] for r in read_records(tmp_path / "from_config.jsonl")] == ["correct", "unparsable"]
 
 
-def test_cli_resumes_from_partial_progress(tmp_path, cli):
+def _interrupt_after(monkeypatch, blocks: int, config: VerifyConfig) -> None:
+    """Run ``verify_file`` and interrupt it (as Ctrl-C would) once ``blocks`` blocks are graded and saved."""
+    from oxa.verify import stage
+
+    real, calls = stage.grade_distinct, []
+
+    def grade_then_stop(*args, **kwargs):
+        if len(calls) == blocks:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(stage, "grade_distinct", grade_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            verify_file(config)
+
+
+def test_cli_resumes_from_partial_progress(tmp_path, cli, monkeypatch):
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     _write_jsonl(src, [{"response": f"\\boxed{{{i}}}", "answer": str(i)} for i in range(5)])
-    # an interrupted run finished record 1 (marked so we can tell it was not graded again)
+    _interrupt_after(monkeypatch, 1, VerifyConfig(input=src, output=out, block_size=2, progress=False))
     partial = out.with_name(out.name + ".partial")
-    partial.write_text(json.dumps({"_i": 1, "response": "\\boxed{1}", "answer": "1", "correct": False,
-                                   "pred": "1", "verdict": "from-before"}) + "\n{\"_i\": 2, \"resp", encoding="utf-8")
+    done = [json.loads(line) for line in partial.read_text(encoding="utf-8").splitlines()]
+    assert [r["_i"] for r in done] == [0, 1]
+    done[1]["verdict"] = "from-before"  # marked, so we can tell it is not graded again
+    partial.write_text("".join(json.dumps(r) + "\n" for r in done) + '{"_i": 2, "resp', encoding="utf-8")
     result = cli(src, "-o", out, "--block-size", "2", "--no-progress")
     assert result.exit_code == 0, result.output
     assert [r["verdict"] for r in read_records(out)] == ["correct", "from-before", "correct", "correct", "correct"]
+    assert not partial.exists() and not out.with_name(out.name + ".run.json").exists()
+
+
+def test_resume_refuses_partial_results_of_another_input_or_settings(tmp_path, monkeypatch):
+    a, b, out = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "out.jsonl"
+    _write_jsonl(a, [{"response": f"\\boxed{{{i}}}", "answer": str(i)} for i in range(5)])
+    _write_jsonl(b, [{"response": "\\boxed{7}", "answer": str(i)} for i in range(5)])
+    config = VerifyConfig(input=a, output=out, block_size=2, progress=False)
+    _interrupt_after(monkeypatch, 1, config)
+    with pytest.raises(OxaError, match=r"other settings.*differs in: input"):
+        verify_file(config.model_copy(update={"input": b}))  # would have kept a's records 0 and 1
+    with pytest.raises(OxaError, match="require_think"):
+        verify_file(config.model_copy(update={"require_think": True}))
+    # how the work is split does not change the results: a resume may use other blocks and workers
+    summary = verify_file(config.model_copy(update={"block_size": 3, "workers": 1}))
+    assert summary["correct"] == 5 and [r["answer"] for r in read_records(out)] == ["0", "1", "2", "3", "4"]
+    # partial results without a record of the run that made them (e.g. left by an older oxa) are refused
+    stray = tmp_path / "stray.jsonl"
+    stray.with_name(stray.name + ".partial").write_text('{"_i": 0, "response": "x", "answer": "1"}\n')
+    with pytest.raises(OxaError, match="no record of the run"):
+        verify_file(config.model_copy(update={"output": stray}))

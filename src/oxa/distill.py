@@ -10,7 +10,9 @@ artefact exists (generation and scoring also resume inside the step):
 
     teacher_subset.jsonl  the small teacher set (verified records when the data has ``correct``)
     instruct/             the instruction model trained on it (oxa.training, method sft)
-    samples.jsonl         its own samples for the training queries (oxa.generation)
+    queries.jsonl         the training queries, each once (a teacher pool may hold k responses per query),
+                          without the teacher's response or anything describing it (RESPONSE_FIELDS)
+    samples.jsonl         its own samples, ``sampling.n`` per query (oxa.generation)
     verified.jsonl        the samples with correct / pred (oxa.verify)
     errors_scored.jsonl   the incorrect samples with the base model's ppl (oxa.scoring)
     ul_set.jsonl          the selected errors (oxa.selection.select_errors), + ul_set.hist.json
@@ -29,11 +31,11 @@ from typing import Any
 from pydantic import Field
 
 from oxa.config import StageConfig
-from oxa.errors import OxaError
+from oxa.errors import OxaError, RecordError
 from oxa.generation import SamplingConfig
-from oxa.io import read_records, write_json, write_records
+from oxa.io import ReadStats, read_records, write_json, write_records
 from oxa.prompting import PromptFormat
-from oxa.records import Fields
+from oxa.records import RESPONSE_FIELDS, Fields, get_text
 
 
 class DistillSampling(SamplingConfig):
@@ -49,7 +51,7 @@ class DistillConfig(StageConfig):
     output: Path = Field(description="run directory")
     teacher_n: int = Field(1000, ge=1, description="size of the small teacher set")
     queries: Path | None = Field(None, description="queries to self-distil on; default the teacher file's")
-    query_limit: int | None = Field(None, ge=1)
+    query_limit: int | None = Field(None, ge=1, description="only the first N distinct queries")
     n_errors: int = Field(50_000, ge=1, description="size of the UL set (global N)")
     min_ppl: float = 1.2
     max_per_query: int = Field(1, ge=1)
@@ -88,12 +90,13 @@ def distill(cfg: DistillConfig, *, log: Callable[[str], None] = print) -> Path:
         write_json(manifest_path, manifest)
         log(f"[{name}] {counts}")
 
-    subset, model_dir = run / "teacher_subset.jsonl", run / "instruct"
+    subset, model_dir, queries = run / "teacher_subset.jsonl", run / "instruct", run / "queries.jsonl"
     samples, verified = run / "samples.jsonl", run / "verified.jsonl"
     scored, ul_set = run / "errors_scored.jsonl", run / "ul_set.jsonl"
     step("teacher_subset", subset, lambda: _teacher_subset(cfg, subset))
     step("train", model_dir / "oxa_train.json", lambda: _train(cfg, subset, model_dir))
-    step("generate", samples, lambda: _generate(cfg, model_dir, samples))
+    step("queries", queries, lambda: _queries(cfg, queries))
+    step("generate", samples, lambda: _generate(cfg, model_dir, queries, samples))
     step("verify", verified, lambda: _verify(cfg, samples, verified))
     step("score", scored, lambda: _score(cfg, verified, scored))
     step("select", ul_set, lambda: _select(cfg, scored, ul_set))
@@ -123,12 +126,36 @@ def _train(cfg: DistillConfig, subset: Path, model_dir: Path) -> dict:
     return {"model": str(saved)}
 
 
-def _generate(cfg: DistillConfig, model_dir: Path, out: Path) -> dict:
+def _queries(cfg: DistillConfig, out: Path) -> dict:
+    """Each distinct query of ``queries`` (default the teacher file) once, as its first record has it,
+    less the response and :data:`RESPONSE_FIELDS`: the instruct model then answers every query
+    ``sampling.n`` times, however many teacher responses it has. ``query_limit`` keeps the first N."""
+    source = cfg.queries or cfg.teacher
+    stats = ReadStats()
+    records = read_records(source, skip_bad=cfg.skip_bad, stats=stats)
+    first: dict[str, dict] = {}
+    for i, record in enumerate(records):
+        try:
+            query = get_text(record, cfg.fields.query, where=f"{source}: record {i + 1}")
+        except RecordError as e:
+            if not cfg.skip_bad:
+                raise
+            stats.skip(str(e))
+            continue
+        first.setdefault(query, record)
+    drop = {cfg.fields.response, *RESPONSE_FIELDS}
+    queries = [{k: v for k, v in r.items() if k not in drop} for r in first.values()][: cfg.query_limit]
+    if not queries:
+        raise OxaError(f"{source}: no queries to sample")
+    write_records(out, queries)
+    return {"records": len(records), "skipped": stats.skipped, "distinct_queries": len(first), "queries": len(queries)}
+
+
+def _generate(cfg: DistillConfig, model_dir: Path, queries: Path, out: Path) -> dict:
     from oxa.generation import GenerateConfig, generate_file
 
     gen = GenerateConfig(**cfg.sampling.model_dump(exclude={"prompt"}), prompt=cfg.prompt, model=str(model_dir),
-                         input=cfg.queries or cfg.teacher, output=out, limit=cfg.query_limit, fields=cfg.fields,
-                         skip_bad=cfg.skip_bad, progress=cfg.progress)
+                         input=queries, output=out, fields=cfg.fields, skip_bad=cfg.skip_bad, progress=cfg.progress)
     generate_file(gen)
     with open(out, encoding="utf-8") as f:
         return {"samples": sum(1 for _ in f)}

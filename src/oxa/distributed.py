@@ -9,7 +9,8 @@ multi-process job that writes one file.
 
 A re-run picks up results from every part it finds, whatever process count wrote them, so a job
 preempted on 8 GPUs can finish on 2. A small run file (``<out>.run.json``) records what the partial
-results were computed with; resuming with different settings is refused instead of mixing results.
+results were computed with; resuming with different settings, or from partial results with no run file,
+is refused instead of mixing results. ``oxa verify`` uses the same run file in a single process.
 """
 
 from __future__ import annotations
@@ -117,14 +118,20 @@ def open_part(out: str | os.PathLike, run: dict[str, Any], *, keep: Callable[[in
     """This rank's resumable writer for ``out``, knowing the results earlier runs left in any part.
 
     ``run`` describes what determines the results (model, settings, input); partial results made with
-    a different ``run`` are refused. ``keep(i)`` says whether input item ``i`` belongs to this rank:
+    a different ``run``, or with none on record, are refused. ``keep(i)`` says whether input item ``i`` belongs to this rank:
     only those are loaded from other parts, so each rank holds just its own share in memory.
     """
     out = Path(out)
     rank, world = dist_info()
     run = json.loads(json.dumps(run, default=str))  # the form it has once stored, for comparison
     parts = part_files(out)
-    if parts and run_file(out).exists():
+    if parts and not run_file(out).exists():
+        raise OxaError(
+            f"{out}: partial results with no record of the run that made them exist ({parts[0].name}, but no "
+            f"{run_file(out).name}), so they may come from another input or settings; delete {parts[0].name} "
+            f"and the other {out.name}.*partial files to start over"
+        )
+    if parts:
         stored = json.loads(run_file(out).read_text(encoding="utf-8"))
         if stored != run:
             changed = sorted(k for k in set(stored) | set(run) if stored.get(k) != run.get(k))

@@ -202,14 +202,34 @@ def write_records(path: str | os.PathLike, records: Iterable[dict], *, fmt: str 
     return n
 
 
+def _cut_torn_tail(path: Path, block: int = 1 << 16) -> None:
+    """Truncate ``path`` after its last newline: a kill mid-write leaves a last line without one, and a
+    record appended to it would be glued onto the torn text and lost when the file is read back."""
+    with open(path, "rb+") as f:
+        end = f.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:
+            start = max(0, pos - block)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                pos = start + newline + 1
+                break
+            pos = start
+        if pos < end:
+            f.truncate(pos)
+
+
 class ResumableWriter:
     """Append-only progress file for a long stage, keyed by the input position of each record.
 
     Results are appended to ``<out>.partial`` (one JSON line ``{"_i": index, ...record}``) and flushed
     after every batch, so a killed run loses at most the batch in flight. A re-run with the same output
-    path reads the finished indices back (ignoring a torn last line), skips them, and
-    :meth:`finish` writes the complete output in input order atomically and removes the progress file.
-    Several writers (one per distributed rank) may share an output via ``suffix``.
+    path cuts off a torn last line (so its own first record starts on a fresh line), reads the finished
+    indices back, skips them, and :meth:`finish` writes the complete output in input order atomically
+    and removes the progress file. Several writers (one per distributed rank) may share an output via
+    ``suffix``.
     """
 
     def __init__(self, out: str | os.PathLike, suffix: str = ""):
@@ -217,19 +237,21 @@ class ResumableWriter:
         self.path = self.out.with_name(self.out.name + suffix + ".partial")
         self.done: dict[int, dict] = {}
         if self.path.exists():
+            _cut_torn_tail(self.path)
             self.done = self.load(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "a", encoding="utf-8")
 
     @staticmethod
     def load(path: Path) -> dict[int, dict]:
+        """The finished results in a progress file; a line torn by a kill (bad JSON or UTF-8) is skipped."""
         done: dict[int, dict] = {}
-        with open(path, encoding="utf-8") as f:
+        with open(path, "rb") as f:
             for line in f:
                 try:
                     row = json.loads(line)
-                except ValueError:
-                    continue  # torn write from an interrupted run: that item is simply redone
+                except ValueError:  # UnicodeDecodeError included: the item is simply redone
+                    continue
                 if isinstance(row, dict) and "_i" in row:
                     done[int(row.pop("_i"))] = row
         return done

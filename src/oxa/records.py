@@ -10,6 +10,17 @@ from pydantic import BaseModel, ConfigDict
 from oxa.errors import RecordError
 
 
+RESPONSE_FIELDS: tuple[str, ...] = (
+    "correct", "pred", "verdict",  # oxa verify
+    "status", "correct_second", "pred_second",  # oxa eval's grading
+    "ppl", "n_tokens", "truncated",  # oxa score
+    "finish_reason", "entropy", "sampling_entropy",  # oxa generate
+    "loss_type",  # a mixed training file's CE/UL mark (TrainConfig.loss_type_field)
+)
+"""The fields oxa's stages write about one response. A record built from another record's query (a new
+sample, a distillation query) drops them: they would describe a response it does not have."""
+
+
 class Fields(BaseModel):
     """Which keys of a record hold the id, the query, the response and the gold answer.
 

@@ -77,6 +77,12 @@ def evaluate(cfg: EvalConfig, *, backend=None) -> dict:
     out = Path(cfg.output)
     results: dict = {"model": cfg.model, "settings": _settings(cfg), "benchmarks": {}}
     all_samples: list[dict] = []
+
+    def get_backend():  # the model is loaded only when a sample is missing
+        nonlocal backend
+        backend = backend or make_backend(cfg.model, cfg)
+        return backend
+
     for spec in cfg.benchmarks:
         key = benchmark_key(spec)
         problems = load_benchmark(spec, data_dir=cfg.data_dir, limit=cfg.limit)
@@ -87,8 +93,7 @@ def evaluate(cfg: EvalConfig, *, backend=None) -> dict:
         stamp = path.with_suffix(".settings.json")  # what the finished samples were drawn with
         identity = _run_identity(problems, n, cfg)
         if not path.exists():
-            backend = backend or make_backend(cfg.model, cfg)
-            sample_to_file(problems, path, identity, cfg, lambda: backend, n=n, fields=FIELDS, where=str(path),
+            sample_to_file(problems, path, identity, cfg, get_backend, n=n, fields=FIELDS, where=str(path),
                            progress=cfg.progress)
             if rank == 0:
                 write_json(stamp, identity)

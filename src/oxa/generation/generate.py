@@ -11,10 +11,7 @@ from oxa.generation.transformers_backend import TransformersBackend
 from oxa.generation.types import Job, Sampled
 from oxa.io import ResumableWriter
 from oxa.prompting import PromptFormat
-from oxa.records import Fields, get_text, record_id
-
-# fields that describe the input's own response and would be wrong next to a newly sampled one
-STALE_FIELDS = ("correct", "pred", "ppl", "truncated", "entropy", "sampling_entropy")
+from oxa.records import RESPONSE_FIELDS, Fields, get_text, record_id
 
 
 def generate_records(
@@ -74,7 +71,7 @@ def generate_records(
 
 
 def sample_record(query: dict, query_id: str, sample: int, s: Sampled, fields: Fields) -> dict:
-    record = {k: v for k, v in query.items() if k not in STALE_FIELDS}
+    record = {k: v for k, v in query.items() if k not in RESPONSE_FIELDS}
     record.update({
         "query_id": query_id,
         "sample": sample,

@@ -18,6 +18,15 @@ only, and it dropped the CE rows of any micro-batch holding a UL row).
 * Every row carries its normaliser over the *whole* step (``1/M`` sequences of its type, or ``1/K``
   tokens), so summing the weighted token losses over micro-batches and processes gives the full-batch
   loss exactly -- no per-micro-batch mean that would be wrong under accumulation or DDP.
+* The end of an epoch (``last_step``): when the epoch's set is not a multiple of its per-step count
+  (130 CE records at 128 per step), the last step holds only the remainder. ``"scale"`` (the default)
+  makes it a scaled-down step: it holds the r leftover CE rows and the same share of UL rows
+  (round(ul_per_step * r / ce_per_step)), and each row keeps the weight it has in a full step
+  (``1/ce_per_step``, ``1/ul_per_step``; for the token mean, ``(r / M) / K``), so the step's loss is
+  ``r / M`` times the usual one. Every example then weighs the same in the epoch and every step has the
+  same CE:UL proportion; a plain mean over the remainder (what ``drop_last=False`` gives) would instead
+  put 2 CE rows at full CE weight beside 128 UL rows. ``"drop"`` skips the incomplete step, as
+  ``drop_last`` does: every step is full, and the examples left out differ from epoch to epoch.
 * The plan of step ``s`` in epoch ``e`` is a pure function of (seed, e, s): every process computes the
   same plan without communication, and a run resumed mid-epoch sees the same next batches.
 """
@@ -27,11 +36,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from torch.utils.data import Sampler
 
 from oxa.losses import CE, UL
+
+LastStep = Literal["scale", "drop"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,7 @@ class BatchComposer:
         micro_batch_size: int = 1,
         seed: int = 0,
         per_sequence: bool = True,
+        last_step: LastStep = "scale",
     ):
         """``*_lengths`` are the loss-token counts of the examples (they balance work and set token means)."""
         if not ce_lengths and not ul_lengths:
@@ -66,20 +79,38 @@ class BatchComposer:
             raise ValueError("ce_per_step and ul_per_step must be at least 1 for a non-empty set")
         if world_size < 1 or micro_batch_size < 1:
             raise ValueError("world_size and micro_batch_size must be at least 1")
+        if last_step not in ("scale", "drop"):
+            raise ValueError(f"last_step must be 'scale' or 'drop', got {last_step!r}")
         self.ce_lengths, self.ul_lengths = list(ce_lengths), list(ul_lengths)
         self.ce_per_step = ce_per_step if ce_lengths else 0
         self.ul_per_step = ul_per_step if ul_lengths else 0
         self.world_size, self.micro_batch_size = world_size, micro_batch_size
-        self.seed, self.per_sequence = seed, per_sequence
+        self.seed, self.per_sequence, self.last_step = seed, per_sequence, last_step
         rows = self.ce_per_step + self.ul_per_step
         self.grad_accum = math.ceil(rows / (world_size * micro_batch_size))
         self._perms: dict[tuple[int, int], np.ndarray] = {}
+        if self.steps_per_epoch == 0:
+            kind = "ce" if self.ce_lengths else "ul"
+            n, per = self._epoch_set()
+            raise ValueError(f"the {kind.upper()} set has {n} examples, fewer than {kind}_per_step = {per}: with "
+                             f"last_step 'drop' an epoch has no step; lower {kind}_per_step or use last_step 'scale'")
+
+    def _epoch_set(self) -> tuple[int, int]:
+        """(examples, per step) of the set one epoch passes over: the CE set, or the UL set without one."""
+        if self.ce_lengths:
+            return len(self.ce_lengths), self.ce_per_step
+        return len(self.ul_lengths), self.ul_per_step
 
     @property
     def steps_per_epoch(self) -> int:
-        if self.ce_lengths:
-            return math.ceil(len(self.ce_lengths) / self.ce_per_step)
-        return math.ceil(len(self.ul_lengths) / self.ul_per_step)
+        n, per = self._epoch_set()
+        return n // per if self.last_step == "drop" else math.ceil(n / per)
+
+    def _ul_beside(self, n_ce: int) -> int:
+        """UL rows beside ``n_ce`` CE rows: ``ul_per_step`` in a full step, the same share in a scaled one."""
+        if n_ce == self.ce_per_step:
+            return self.ul_per_step
+        return math.floor(self.ul_per_step * n_ce / self.ce_per_step + 0.5)  # rounded half up
 
     @property
     def micro_batches_per_step(self) -> int:
@@ -95,15 +126,17 @@ class BatchComposer:
 
     def step_indices(self, epoch: int, step: int) -> tuple[list[int], list[int]]:
         """The CE and UL example indices of one optimizer step."""
+        n_set, per = self._epoch_set()
+        size = min(per, n_set - step * per)  # below ``per`` only in a scaled last step
         if self.ce_lengths:
-            perm = self._permutation(0, epoch, len(self.ce_lengths))
-            ce = perm[step * self.ce_per_step:(step + 1) * self.ce_per_step].tolist()
-            n_ul = self.ul_per_step
-            position = (epoch * self.steps_per_epoch + step) * n_ul
+            ce = self._permutation(0, epoch, n_set)[step * per:step * per + size].tolist()
+            n_ul = self._ul_beside(size)
+            full, rest = divmod(n_set, per)  # the UL stream's use per epoch: full steps, then the scaled last one
+            last = self._ul_beside(rest) if rest and self.last_step == "scale" else 0
+            position = epoch * (full * self.ul_per_step + last) + step * self.ul_per_step
         else:
-            ce, n_ul = [], self.ul_per_step
-            position = epoch * len(self.ul_lengths) + step * n_ul
-            n_ul = min(n_ul, len(self.ul_lengths) - step * n_ul)  # the UL set is the epoch: no wrap
+            ce, n_ul = [], size
+            position = epoch * n_set + step * per  # the UL set is the epoch: no wrap
         ul = []
         n = len(self.ul_lengths)
         for k in range(position, position + n_ul):
@@ -113,8 +146,8 @@ class BatchComposer:
     def plan_step(self, epoch: int, step: int) -> list[list[Row]]:
         """All ``world_size x grad_accum`` micro-batches of a step (micro-batch m runs on process m % world)."""
         ce, ul = self.step_indices(epoch, step)
-        rows = [Row(CE, i, self._norm(ce, self.ce_lengths)) for i in ce]
-        rows += [Row(UL, i, self._norm(ul, self.ul_lengths)) for i in ul]
+        rows = [Row(CE, i, self._norm(ce, self.ce_lengths, self.ce_per_step)) for i in ce]
+        rows += [Row(UL, i, self._norm(ul, self.ul_lengths, self.ul_per_step)) for i in ul]
         length = {(CE, i): self.ce_lengths[i] for i in ce} | {(UL, i): self.ul_lengths[i] for i in ul}
         rows.sort(key=lambda r: (-length[r.kind, r.index], r.kind, r.index))
         # consecutive rows of similar length share a micro-batch (little padding) ...
@@ -137,10 +170,12 @@ class BatchComposer:
             load[rank] += cost(group)
         return [owned[rank][slot] for slot in range(self.grad_accum) for rank in range(self.world_size)]
 
-    def _norm(self, indices: list[int], lengths: list[int]) -> float:
+    def _norm(self, indices: list[int], lengths: list[int], per_step: int) -> float:
+        """A row's weight: its share of the step's mean, times the step's share of a full step (1 but in a
+        scaled last step): ``1/per_step`` per sequence, ``(m/per_step) / K`` per token (m rows, K tokens)."""
         if self.per_sequence:
-            return 1.0 / len(indices)
-        return 1.0 / max(1, sum(lengths[i] for i in indices))
+            return 1.0 / per_step
+        return len(indices) / per_step / max(1, sum(lengths[i] for i in indices))
 
     def rank_batches(self, epoch: int, rank: int) -> Iterator[list[Row]]:
         """Process ``rank``'s micro-batches of one epoch, step after step."""

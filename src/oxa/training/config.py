@@ -11,6 +11,7 @@ from oxa.config import StageConfig
 from oxa.losses import GeneralizedCE
 from oxa.prompting import PromptFormat
 from oxa.records import Fields
+from oxa.training.composer import LastStep
 
 Method = Literal["sft", "oxa-mle", "oxa-full", "dp-ce"]
 METHODS = get_args(Method)
@@ -56,6 +57,10 @@ class TrainConfig(StageConfig):
     ce_per_step: int = Field(128, ge=1)
     ul_per_step: int = Field(128, ge=1)
     micro_batch_size: int = Field(1, ge=1)
+    last_step: LastStep = Field("scale", description=(
+        "an epoch's incomplete last step (e.g. 2 CE rows left at 128 per step): 'scale' trains it as a "
+        "scaled-down step, its rows weighted as in a full step and UL rows in the same proportion; 'drop' "
+        "skips it, as drop_last does"))
 
     # the model (loaded in fp32; bf16 is mixed precision, or DeepSpeed's bf16 with fp32 master weights)
     bf16: bool = False

@@ -83,7 +83,7 @@ def train(config: TrainConfig, *, log=print, callbacks: list | None = None) -> P
     composer = BatchComposer(
         [e.n_loss for e in ce], [e.n_loss for e in ul], ce_per_step=config.ce_per_step, ul_per_step=config.ul_per_step,
         world_size=world, micro_batch_size=config.micro_batch_size, seed=config.seed,
-        per_sequence=config.normalization == "sequence",
+        per_sequence=config.normalization == "sequence", last_step=config.last_step,
     )
     say(f"{config.method}: {len(ce)} CE + {len(ul)} UL examples; per optimizer step {composer.ce_per_step} CE + "
         f"{composer.ul_per_step} UL sequences = {world} process(es) x {composer.grad_accum} accumulation steps x "

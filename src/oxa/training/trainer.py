@@ -25,7 +25,8 @@ from transformers import Trainer
 from oxa.losses import CE, IGNORE, UL, GeneralizedCE, fused_token_losses, token_weights
 from oxa.training.composer import BatchComposer, ComposedBatchSampler
 
-METRICS = ("ce_loss", "ul_loss", "ce_entropy_sum", "ce_tokens", "ul_entropy_sum", "ul_tokens", "tokens", "micro_batches")
+METRICS = ("ce_loss", "ul_loss", "ce_entropy_sum", "ce_tokens", "ul_entropy_sum", "ul_tokens", "tokens", "ce_weight",
+           "ul_weight")
 
 
 class _EpochDataLoader(DataLoader):
@@ -75,7 +76,7 @@ class OxaTrainer(Trainer):
         values = (
             (out.token_loss * norms * is_ce).sum(), (out.token_loss * norms * is_ul).sum(),
             (out.entropy * is_ce).sum(), is_ce.sum(), (out.entropy * is_ul).sum(), is_ul.sum(),
-            attention_mask.sum(), torch.ones((), device=kinds.device),
+            attention_mask.sum(), (norms * is_ce).sum(), (norms * is_ul).sum(),
         )
         self._sums += torch.stack([v.to(torch.float64) for v in values]).to(self._sums.device)
 
@@ -88,12 +89,14 @@ class OxaTrainer(Trainer):
         """Means over the optimizer steps since the last log, summed over processes (a collective call)."""
         sums = self.accelerator.reduce(self._sums.clone(), reduction="sum") if self.accelerator.num_processes > 1 else self._sums
         s = dict(zip(METRICS, sums.tolist()))
-        steps = max(1.0, s["micro_batches"] / self.composer.micro_batches_per_step)
         elapsed = max(1e-9, time.perf_counter() - self._since_time)
+        # a step's normalisers of one type sum to its share of a full step (1, less in a scaled last step):
+        # dividing by them gives the mean per step, not one shrunk by the epoch's last step
+        ce_loss, ul_loss = s["ce_loss"] / max(s["ce_weight"], 1e-12), s["ul_loss"] / max(s["ul_weight"], 1e-12)
         metrics = {
-            "ce_loss": s["ce_loss"] / steps,
-            "ul_loss": s["ul_loss"] / steps,
-            "weighted_ul_loss": self.alpha * s["ul_loss"] / steps,
+            "ce_loss": ce_loss,
+            "ul_loss": ul_loss,
+            "weighted_ul_loss": self.alpha * ul_loss,
             "entropy_ce": s["ce_entropy_sum"] / max(1.0, s["ce_tokens"]),
             "entropy_ul": s["ul_entropy_sum"] / max(1.0, s["ul_tokens"]),
             "tokens_per_second": s["tokens"] / elapsed,

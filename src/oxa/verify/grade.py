@@ -3,7 +3,9 @@
 * ``correct`` / ``incorrect``: an answer was found and math-verify judged it;
 * ``unparsable``: no answer to grade: empty response, no ``\\boxed{}`` after the reasoning, a
   ``<think>`` that was never closed (a response cut off mid-reasoning), or a box math-verify cannot read;
-* ``timeout``: grading exceeded the per-item deadline (or crashed its worker).
+* ``timeout``: grading exceeded the per-item deadline;
+* ``error``: the grader itself failed on the item (an exception in math-verify/sympy, or its worker
+  process died): no judgement of the answer, so neither ``incorrect`` nor ``unparsable``.
 
 math-verify compares gold first (``verify(gold, pred)`` is not symmetric). Its own timeouts are off
 here: :class:`oxa.verify.pool.GradingPool` enforces the deadline.
@@ -21,8 +23,8 @@ from typing import Any, Literal
 
 from oxa.verify.extract import normalize_answer
 
-Status = Literal["correct", "incorrect", "unparsable", "timeout"]
-STATUSES: tuple[Status, ...] = ("correct", "incorrect", "unparsable", "timeout")
+Status = Literal["correct", "incorrect", "unparsable", "timeout", "error"]
+STATUSES: tuple[Status, ...] = ("correct", "incorrect", "unparsable", "timeout", "error")
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ Task = tuple[str | None, tuple[str, ...]]  # (extracted answer, normalised golds
 
 
 def summarize(verdicts: Sequence[Status]) -> dict[str, Any]:
-    """Counts per status and the accuracy (correct / all records, unparsable and timed-out ones included)."""
+    """Counts per status and the accuracy (correct / all records, unparsable, timed-out and errored ones included)."""
     counts = Counter(verdicts)
     n = len(verdicts)
     return {"records": n, **{s: counts.get(s, 0) for s in STATUSES}, "accuracy": counts.get("correct", 0) / n if n else None}

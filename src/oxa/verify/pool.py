@@ -49,7 +49,7 @@ def _worker_main(conn, clock, slot: int, parent_pid: int, inherited: Sequence, g
                 try:
                     statuses.append(grade(pred, golds))
                 except Exception:  # a sympy/antlr bug on one odd answer is that answer's problem only
-                    statuses.append("unparsable")
+                    statuses.append("error")
             clock[2 * slot] = 0.0
             conn.send(statuses)
     except (EOFError, BrokenPipeError, KeyboardInterrupt):  # the parent is gone or interrupted
@@ -142,23 +142,25 @@ class GradingPool:
                     try:
                         w.conn.send([tasks[i] for i in w.chunk])
                     except OSError:  # it died while idle; its replacement gets the chunk
-                        self._replace(w, pending, results, on_done)
+                        self._replace(w, pending, results, on_done, "error")
             busy = [w for w in self._workers if w.chunk is not None]
             ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=self.POLL_S))
             for w in busy:
                 if w.conn in ready:
                     try:
                         statuses = w.conn.recv()
-                    except (EOFError, OSError):
-                        self._replace(w, pending, results, on_done)
+                    except (EOFError, OSError):  # it died mid-chunk
+                        self._replace(w, pending, results, on_done, "error")
                         continue
                     for i, status in zip(w.chunk, statuses):
                         results[i] = status
                     if on_done:
                         on_done(len(w.chunk))
                     w.chunk = None
-                elif w.proc.sentinel in ready or self._overdue(w):
-                    self._replace(w, pending, results, on_done)
+                elif self._overdue(w):
+                    self._replace(w, pending, results, on_done, "timeout")
+                elif w.proc.sentinel in ready:
+                    self._replace(w, pending, results, on_done, "error")
         return results  # type: ignore[return-value]
 
     def _current(self, w: _Worker) -> tuple[float, int] | None:
@@ -173,15 +175,16 @@ class GradingPool:
         current = self._current(w)
         return current is not None and time.monotonic() - current[0] > self.timeout
 
-    def _replace(self, w: _Worker, pending: deque, results: list, on_done) -> None:
-        """Kill ``w``, mark its current item ``timeout``, requeue the rest of its chunk, start a new worker."""
+    def _replace(self, w: _Worker, pending: deque, results: list, on_done, status: Status) -> None:
+        """Kill ``w``, give its current item ``status`` (``timeout`` past the deadline, ``error`` if the
+        worker died), requeue the rest of its chunk, start a new worker."""
         current = self._current(w)
         chunk, w.chunk = w.chunk or [], None
         w.stop(kill=True)
         self.killed += 1
         if current is not None and current[1] < len(chunk):
             culprit = chunk[current[1]]
-            results[culprit] = "timeout"
+            results[culprit] = status
             if on_done:
                 on_done(1)
             rest = [i for i in chunk if i != culprit]

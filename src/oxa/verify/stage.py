@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,7 +15,8 @@ from pydantic import Field
 
 from oxa.config import StageConfig
 from oxa.errors import RecordError
-from oxa.io import ReadStats, ResumableWriter, read_records, write_json
+from oxa.distributed import finish_parts, open_part
+from oxa.io import ReadStats, read_records, write_json
 from oxa.records import Fields, get_field
 from oxa.verify.batch import grade_distinct, grade_tasks, progress_bar
 from oxa.verify.extract import extract_answer, gold_answers
@@ -115,6 +117,22 @@ class VerifyConfig(StageConfig):
     progress: bool = True
 
 
+def _run_identity(config: VerifyConfig) -> dict:
+    """What the grades depend on (not ``workers``, ``block_size`` or ``progress``): partial results made
+    with anything else must not be mixed in."""
+    st = os.stat(config.input)
+    return {
+        "stage": "verify",
+        "input": str(Path(config.input).resolve()),
+        "input_size": st.st_size,
+        "input_mtime_ns": st.st_mtime_ns,
+        "fields": config.fields.model_dump(),
+        "require_think": config.require_think,
+        "timeout": config.timeout,
+        "skip_bad": config.skip_bad,
+    }
+
+
 def summary_path(output: Path) -> Path:
     """Where ``oxa verify`` writes its summary: beside the output, ``<output>.summary.json``."""
     return output.with_name(output.name + ".summary.json")
@@ -125,6 +143,8 @@ def verify_file(config: VerifyConfig) -> dict[str, Any]:
 
     Records are graded in blocks of ``block_size``; each finished block is appended to
     ``<output>.partial``, so an interrupted run re-run with the same output continues where it stopped.
+    ``<output>.run.json`` records the input file and the settings the grades depend on; resuming with
+    another input or other such settings is refused instead of mixing their records.
     The summary (counts, accuracy, skipped records, settings, time) goes to :func:`summary_path`.
     """
     t0 = time.time()
@@ -132,7 +152,8 @@ def verify_file(config: VerifyConfig) -> dict[str, Any]:
     records = read_records(config.input, skip_bad=config.skip_bad, stats=read)
     bad = ReadStats()
     kept, tasks = _tasks(records, config.fields, str(config.input), config.require_think, config.skip_bad, bad)
-    with ResumableWriter(config.output) as writer:
+    writer = open_part(config.output, _run_identity(config), keep=lambda j: True)
+    try:
         todo = [j for j in range(len(kept)) if j not in writer.done]
         with GradingPool(config.workers, config.timeout) as pool, \
                 progress_bar(len(kept), "verify", config.progress) as advance:
@@ -142,7 +163,9 @@ def verify_file(config: VerifyConfig) -> dict[str, Any]:
                 verdicts = grade_distinct(pool, [tasks[j] for j in block])
                 writer.add((j, _graded(records[kept[j]], v)) for j, v in zip(block, verdicts))
                 advance(len(block))
-        out = writer.finish(len(kept))
+        out = finish_parts(writer, len(kept))
+    finally:
+        writer.close()
     summary = {
         **summarize([r["verdict"] for r in out]),
         "skipped": read.skipped + bad.skipped,
