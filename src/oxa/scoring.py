@@ -258,7 +258,8 @@ def _pad_id(tokenizer) -> int:
 class ScoreConfig(StageConfig):
     """Settings of ``oxa score`` (YAML keys; the CLI flags set the same names)."""
 
-    input: Path = Field(description="records to score: JSONL, JSON array or Parquet", json_schema_extra=cli(positional=True))
+    input: Path = Field(description="records to score: JSONL, JSON array or Parquet",
+                        json_schema_extra=cli(positional=True))
     output: Path = Field(description="output file (.jsonl or .parquet)", json_schema_extra=cli("-o"))
     model: str = Field(description="model directory, hub id, .gguf file or alias", json_schema_extra=cli("-m"))
     fields: Fields = Fields()
@@ -268,7 +269,8 @@ class ScoreConfig(StageConfig):
     sort_window: PositiveInt = Field(SORT_WINDOW, description="records sorted by length together (and the unit of "
                                                               "sharding)")
     dtype: str = Field("float32", description="model weights: float32, bfloat16, float16 or auto")
-    device: str = Field("auto", description="where the model runs: cpu, cuda, cuda:1 ...; auto: this rank's GPU if any, else the CPU")
+    device: str = Field("auto", description="where the model runs: cpu, cuda, cuda:1 ...; auto: this rank's GPU if "
+                                            "any, else the CPU")
     skip_bad: bool = Field(False, description="skip malformed lines and records lacking a text query or response, "
                                               "and count them")
     progress: bool = Field(True, description="show a progress bar")

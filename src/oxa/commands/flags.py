@@ -25,8 +25,14 @@ How a field of the model becomes a flag:
   other compound type: a YAML value (``--model-overrides '{rope_theta: 1.0e6}'``);
 * a nested settings model gives one dotted flag per field (``--fields.query``, ``--prompt.suffix``,
   ``oxa demo --train.alpha 1e-4``), grouped in a help panel of their own;
+* a setting without a default is marked ``[required]``: give it as a flag or in the config file;
 * ``Field(..., json_schema_extra=oxa.config.cli(...))`` adds aliases (``"-m"``, ``"--lr"``), makes the
-  field a positional argument, or replaces a long default in ``--help`` with a short text.
+  field a positional argument, replaces a long default in ``--help`` with a short text, or starts a
+  ``section`` of the help (a panel for this flag and those after it).
+
+Typer renders the help and parses the values: :class:`StageCommand` hands it a function whose signature
+lists one ``Annotated[type, typer.Option(...)]`` parameter per flag, and builds the settings from the
+flags whose value came from the command line.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ _SCALARS = (bool, int, float, str, Path)
 _RESERVED = {"ctx", "config", "--config", "-c", "--help"}  # every command's own parameters
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: hashed by identity (a default may be a dict)
 class Flag:
     """One leaf setting (``path`` = ``("fields", "query")``) as a command-line parameter."""
 
@@ -82,6 +88,11 @@ class Flag:
         return "--" + ".".join(p.replace("_", "-") for p in self.path)
 
     @property
+    def shown_as(self) -> str:
+        """How an error message names it: the flag, or a positional argument's metavar."""
+        return self.path[-1].upper() if self.meta.get("positional") else self.name
+
+    @property
     def required(self) -> bool:
         return self.field.is_required()
 
@@ -98,12 +109,15 @@ class Flag:
     def parameter(self) -> inspect.Parameter:
         """The typer parameter: ``Annotated[type, typer.Option(...)]`` with the model's default."""
         t, is_yaml = self.kind
-        help_text = escape(_sentence(self.field.description or "")) + (" [bold]\\[required][/]" if self.required else "")
+        help_text = escape(_sentence(self.field.description or ""))
+        if self.required:
+            help_text += " [bold]\\[required][/]"
         shown = self.meta.get("default_text", True)
         if self.meta.get("positional"):
-            info = typer.Argument(help=help_text, metavar=self.path[-1].upper(), show_default=False)
+            info = typer.Argument(help=help_text, metavar=self.shown_as, show_default=False)
         elif t is bool:
-            info = typer.Option(f"{self.name}/--no-{self.name[2:]}", help=help_text, rich_help_panel=self.panel)
+            info = typer.Option(f"{self.name}/--no-{self.name[2:]}", *self.meta.get("aliases", ()), help=help_text,
+                                rich_help_panel=self.panel)
         else:
             if typing.get_origin(t) is Literal:  # the choices go in the help, where they wrap
                 help_text += f" [dim]\\[choices: {', '.join(map(str, typing.get_args(t)))}][/]"
@@ -163,8 +177,10 @@ class StageCommand(TyperCommand):
         seen: dict[str, str] = {}
         for f in flags:
             for name in (f.param, f.name, *f.meta.get("aliases", ())):
-                if name in seen or name in _RESERVED:
-                    raise TypeError(f"oxa {self.name}: {name!r} names two settings ({seen.get(name)} and {f.key})")
+                if name in _RESERVED:
+                    raise TypeError(f"oxa {self.name}: setting {f.key} takes the name {name!r}, which is reserved")
+                if name in seen:
+                    raise TypeError(f"oxa {self.name}: {name!r} names two settings, {seen[name]} and {f.key}")
                 seen[name] = f.key
         return flags
 
@@ -177,7 +193,7 @@ class StageCommand(TyperCommand):
             given = {f: f.parse(values[f.param]) for f in flags
                      if ctx.get_parameter_source(f.param).name not in ("DEFAULT", "DEFAULT_MAP")}
             cfg = resolve(self.model, config, {f.key: v for f, v in given.items() if not f.option},
-                          flag_names={f.key: f.name for f in flags if not f.option})
+                          flag_names={f.key: f.shown_as for f in flags if not f.option})
             if self.options is None:
                 return self.run(cfg)
             options = validate(self.options, {f.key: v for f, v in given.items() if f.option}, source="command line")

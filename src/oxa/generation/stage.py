@@ -39,7 +39,8 @@ class SamplingConfig(StageConfig):
 class GenerateConfig(SamplingConfig):
     model: str = Field(description="model directory, hub id, .gguf file or alias",
                        json_schema_extra=cli("-m", section="Options"))
-    input: Path = Field(description="query records (JSONL, JSON array or Parquet)", json_schema_extra=cli(positional=True))
+    input: Path = Field(description="query records (JSONL, JSON array or Parquet)",
+                        json_schema_extra=cli(positional=True))
     output: Path = Field(description="sample records (.jsonl or .parquet)", json_schema_extra=cli("-o"))
     limit: int | None = Field(None, ge=1, description="only the first LIMIT query records")
     fields: Fields = Field(default_factory=Fields)
