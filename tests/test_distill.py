@@ -107,7 +107,7 @@ def test_cli_settings_come_from_config_and_flags(tmp_path, teacher, monkeypatch)
     cfg.write_text("base_model: m\nn_errors: 7\nsampling:\n  n: 8\n  top_p: 0.9\ntrain:\n  learning_rate: 0.001\n"
                    "fields:\n  query: problem\n")
     result = CliRunner().invoke(app, ["distill", str(teacher), "-o", str(tmp_path / "run"), "--config", str(cfg),
-                                      "--n", "2", "--query-field", "question"])
+                                      "--sampling.n", "2", "--query-field", "question"])
     assert result.exit_code == 0, result.output
     (c,) = seen
     assert (c.n_errors, c.sampling.n, c.sampling.top_p, c.train, c.fields.query) == (7, 2, 0.9, {"learning_rate": 0.001}, "question")

@@ -147,8 +147,9 @@ def test_oxa_synth_cli_writes_the_splits(tmp_path):
     from oxa.io import read_records
 
     out = tmp_path / "world"
-    result = CliRunner().invoke(app, ["synth", str(out), "--seed", "2", "--n-queries", "12", "--samples-per-query", "2",
-                                      "--benchmark-per-difficulty", "3", "--rl-prompts", "4"])
+    result = CliRunner().invoke(app, ["synth", str(out), "--world.seed", "2", "--world.n-queries", "12",
+                                      "--world.samples-per-query", "2", "--world.benchmark-per-difficulty", "3",
+                                      "--world.rl-prompts", "4"])
     assert result.exit_code == 0, result.output
     teacher = read_records(out / "teacher.jsonl")
     assert len(teacher) == 24 and len(read_records(out / "benchmark.jsonl")) == 9 and len(read_records(out / "rl.jsonl")) == 4

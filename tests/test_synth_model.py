@@ -91,8 +91,9 @@ def test_oxa_synth_base_model_flag_reuses_the_cache(synth_base_model, tmp_path):
     from oxa.cli import app
 
     cache, path = synth_base_model
-    result = CliRunner().invoke(app, ["synth", str(tmp_path / "w"), "--n-queries", "2", "--benchmark-per-difficulty", "1",
-                                      "--rl-prompts", "1", "--base-model", "--quick", "--cache", str(cache)])
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "w"), "--world.n-queries", "2",
+                                      "--world.benchmark-per-difficulty", "1", "--world.rl-prompts", "1", "--base-model",
+                                      "--quick", "--cache", str(cache)])
     assert result.exit_code == 0, result.output
     assert str(path) in result.output.replace("\n", "")
 

@@ -1,8 +1,9 @@
 """The ``oxa`` command: one sub-command per pipeline stage.
 
-Each stage's command lives in ``oxa.commands.<stage>`` and registers itself on :data:`app`; the
-work itself is done by library modules (``oxa.verify``, ``oxa.scoring``, ...) that can be used without
-the CLI. User errors (:class:`oxa.errors.OxaError`) are printed as one line and exit with status 2.
+Each stage's command lives in ``oxa.commands.<stage>`` and registers itself on :data:`app`; its flags
+are derived from the stage's settings model (:mod:`oxa.commands.flags`), and the work itself is done by
+library modules (``oxa.verify``, ``oxa.scoring``, ...) that can be used without the CLI. User errors
+(:class:`oxa.errors.OxaError`) are printed as one line and exit with status 2.
 """
 
 from __future__ import annotations

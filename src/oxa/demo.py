@@ -26,7 +26,7 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import Field
 
-from oxa.config import StageConfig
+from oxa.config import StageConfig, cli
 from oxa.io import read_records, write_json, write_records, write_text
 from oxa.synth.basemodel import QUICK_BASE, BaseModelConfig, build_base_model
 from oxa.synth.checker import check_steps
@@ -52,14 +52,16 @@ class DemoSelectConfig(StageConfig):
     """
 
     share: float = Field(0.5, gt=0, le=1, description="selection size as a share of the verified queries")
-    methods: list[str] = ["gaussian", "lowest", "random"]
-    mu: Optional[float] = 3.5
-    mu_quantile: float = Field(0.75, gt=0, lt=1)
-    sigma: Optional[float] = 1.0
-    ppl_min: Optional[float] = 1.0
-    ppl_max: Optional[float] = 8.0
-    bin_width: Optional[float] = 0.05
-    redistribute: bool = True
+    methods: list[str] = Field(["gaussian", "lowest", "random"], description="selection methods compared (repeatable)")
+    mu: Optional[float] = Field(3.5, description="gaussian: centre of the target PPL distribution (null: the "
+                                                 "pool's mu_quantile)")
+    mu_quantile: float = Field(0.75, gt=0, lt=1, description="quantile of the in-range pool that an unset mu takes")
+    sigma: Optional[float] = Field(1.0, description="gaussian: its standard deviation (null: half the pool's)")
+    ppl_min: Optional[float] = Field(1.0, description="lowest PPL kept (null: the pool's 0.5 % quantile)")
+    ppl_max: Optional[float] = Field(8.0, description="highest PPL kept (null: the pool's 99.5 % quantile)")
+    bin_width: Optional[float] = Field(0.05, description="width of the PPL bins (null: 40 bins over the range)")
+    redistribute: bool = Field(True, description="hand a short bin's deficit to its neighbours, so every set has N "
+                                                 "records")
 
 
 QUICK_SELECT = DemoSelectConfig(mu=None, sigma=None, ppl_min=None, ppl_max=None, bin_width=None)
@@ -80,32 +82,36 @@ class DemoTrainConfig(StageConfig):
     collapses it (easy 4 %), 0.01 is visible without collapsing.
     """
 
-    enabled: bool = True
-    epochs: float = Field(2.0, gt=0)
-    learning_rate: float = Field(3e-4, gt=0)
+    enabled: bool = Field(True, description="run the fine-tuning stages (and what follows them)")
+    epochs: float = Field(2.0, gt=0, description="passes over each CE set")
+    learning_rate: float = Field(3e-4, gt=0, description="peak learning rate")
     per_step: int = Field(16, ge=1, description="CE (and UL) sequences per optimizer step")
     alpha: float = Field(1e-2, ge=0, description="unlikelihood weight (the paper's is 1e-4)")
-    instruct_share: float = Field(0.25, gt=0, le=1)
+    instruct_share: float = Field(0.25, gt=0, le=1, description="share of the verified queries the instruction "
+                                                                "model for error mining is fine-tuned on")
     distill_queries: int = Field(100, ge=1, description="teacher queries the instruction model answers")
-    samples: int = Field(4, ge=1)
-    temperature: float = Field(1.0, ge=0)
-    max_new_tokens: int = Field(192, ge=1)
-    min_error_ppl: float = 1.2
+    samples: int = Field(4, ge=1, description="answers per query")
+    temperature: float = Field(1.0, ge=0, description="sampling temperature of those answers")
+    max_new_tokens: int = Field(192, ge=1, description="longest answer, in tokens")
+    min_error_ppl: float = Field(1.2, description="errors below this PPL (degenerate repetition) are not mined")
 
 
 class DemoEvalConfig(StageConfig):
     """Evaluation of the base model and every fine-tuned one on the held-out synth benchmarks."""
 
-    enabled: bool = True
-    problems_per_difficulty: int = Field(40, ge=1)
+    enabled: bool = Field(True, description="evaluate the models (and report)")
+    problems_per_difficulty: int = Field(40, ge=1, description="held-out problems per difficulty")
     n: int = Field(4, ge=1, description="samples per problem (Pass@k for k up to n)")
-    temperature: float = Field(0.6, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    max_new_tokens: int = Field(192, ge=1)
+    temperature: float = Field(0.6, ge=0, description="sampling temperature")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass")
+    max_new_tokens: int = Field(192, ge=1, description="longest response, in tokens")
 
 
 QUICK_EVAL = DemoEvalConfig(problems_per_difficulty=2, n=2)
 EVAL_BENCHMARKS = ["synth-easy", "synth-medium", "synth-hard"]
+
+
+_UNSET = " (these defaults, or smaller ones with --quick unless any is set here)"
 
 
 class DemoConfig(StageConfig):
@@ -114,15 +120,16 @@ class DemoConfig(StageConfig):
     ``seed`` seeds everything: the world's own ``seed`` setting is replaced by it.
     """
 
-    out: Path = Path("runs/demo")
-    seed: int = 0
-    quick: bool = False
-    cache: Optional[Path] = None
-    world: Optional[WorldConfig] = None
-    base: Optional[BaseModelConfig] = None
-    select: Optional[DemoSelectConfig] = None
+    out: Path = Field(Path("runs/demo"), description="run directory (data sets, manifest.json, report.md)",
+                      json_schema_extra=cli("-o"))
+    seed: int = Field(0, description="seed of the world, the selections and the fine-tuning runs")
+    quick: bool = Field(False, description="a small world and base model (about a minute; used by tests)")
+    cache: Optional[Path] = Field(None, description="cache root for base models (default: $OXA_CACHE or ~/.cache/oxa)")
+    world: Optional[WorldConfig] = Field(None, description=f"the world's sizes{_UNSET}")
+    base: Optional[BaseModelConfig] = Field(None, description=f"the base model, pre-trained from scratch{_UNSET}")
+    select: Optional[DemoSelectConfig] = Field(None, description=f"the selections compared{_UNSET}")
     train: DemoTrainConfig = DemoTrainConfig()
-    eval: Optional[DemoEvalConfig] = None
+    eval: Optional[DemoEvalConfig] = Field(None, description=f"evaluation on the held-out benchmarks{_UNSET}")
     workers: int = Field(2, ge=1, description="verifier processes")
     token_budget: int = Field(16384, gt=0, description="padded tokens per scoring batch")
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import Field
 
-from oxa.config import StageConfig
+from oxa.config import StageConfig, cli
 from oxa.errors import OxaError, RecordError
 from oxa.generation import SamplingConfig
 from oxa.io import ReadStats, read_records, write_json, write_records
@@ -41,30 +41,33 @@ from oxa.records import RESPONSE_FIELDS, Fields, get_text
 class DistillSampling(SamplingConfig):
     """Sampling of the instruct model's own answers: a few per query, responses up to 4,096 tokens."""
 
-    n: int = Field(4, ge=1)
-    max_new_tokens: int = Field(4096, ge=1)
+    n: int = Field(4, ge=1, description="samples per query")
+    max_new_tokens: int = Field(4096, ge=1, description="longest sample, in tokens")
 
 
 class DistillConfig(StageConfig):
-    base_model: str = Field(description="the pre-trained model: initialises the instruct model and scores errors")
-    teacher: Path = Field(description="teacher records (query, response, answer; `correct` if verified)")
-    output: Path = Field(description="run directory")
+    base_model: str = Field(description="the pre-trained model: initialises the instruct model and scores errors",
+                            json_schema_extra=cli("-m"))
+    teacher: Path = Field(description="teacher records (query, response, answer; `correct` if verified)",
+                          json_schema_extra=cli(positional=True))
+    output: Path = Field(description="run directory", json_schema_extra=cli("-o"))
     teacher_n: int = Field(1000, ge=1, description="size of the small teacher set")
     queries: Path | None = Field(None, description="queries to self-distil on; default the teacher file's")
     query_limit: int | None = Field(None, ge=1, description="only the first N distinct queries")
     n_errors: int = Field(50_000, ge=1, description="size of the UL set (global N)")
-    min_ppl: float = 1.2
-    max_per_query: int = Field(1, ge=1)
-    seed: int = 0
-    train: dict[str, Any] = Field(default_factory=dict, description="further TrainConfig settings for the instruct model")
+    min_ppl: float = Field(1.2, description="drop errors below this PPL (degenerate repetition)")
+    max_per_query: int = Field(1, ge=1, description="at most this many errors per query")
+    seed: int = Field(0, description="seed of the subset, training, sampling and tie-breaks")
+    train: dict[str, Any] = Field(default_factory=dict, description="further TrainConfig settings for the instruct "
+                                                                    "model (oxa train's keys)")
     sampling: DistillSampling = Field(default_factory=DistillSampling)
     fields: Fields = Field(default_factory=Fields)
     prompt: PromptFormat = Field(default_factory=PromptFormat)
     token_budget: int = Field(16384, ge=1, description="padded tokens per scoring batch")
     workers: int = Field(2, ge=1, description="grading processes")
-    grade_timeout: float = Field(5.0, gt=0)
-    skip_bad: bool = False
-    progress: bool = True
+    grade_timeout: float = Field(5.0, gt=0, description="seconds one answer may take to grade")
+    skip_bad: bool = Field(False, description="skip malformed lines and records lacking fields, and count them")
+    progress: bool = Field(True, description="show progress bars")
 
 
 def distill(cfg: DistillConfig, *, log: Callable[[str], None] = print) -> Path:

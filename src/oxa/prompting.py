@@ -5,21 +5,26 @@ on, so every stage encodes through :func:`encode_example` / :func:`encode_prompt
 
 Two modes:
 
-* template (default): the query plus the paper's prompt suffix is the user turn of the tokenizer's
-  chat template, followed by the assistant generation prompt; the response tokens follow, closed by the
-  tokenizer's EOS (the end-of-turn token of chat models), which the model must learn to emit.
+* template (default): the query plus the paper's prompt suffix is the user turn of the chat template
+  (the tokenizer's own, or ``chat_template`` in its place), followed by the assistant generation prompt;
+  the response tokens follow, closed by the tokenizer's EOS (the end-of-turn token of chat models),
+  which the model must learn to emit.
 * no template: query and response are tokenized separately, without special tokens, and concatenated
   (the reference code's way of scoring response text). No EOS is added.
 
-Only response tokens are scored or trained on. With an empty prompt the first response token has no
-context and is not scored.
+Every stage takes the same :class:`PromptFormat` (``prompt:`` in a config file, ``--prompt.*`` flags), so
+a template override such as the paper's (no default system turn) reaches scoring, training, generation
+and evaluation alike. Only response tokens are scored or trained on. With an empty prompt the first
+response token has no context and is not scored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from oxa.config import cli
 
 PAPER_SUFFIX = (
     "\nLet's reason step by step. Enclose the reasoning process within <think>...</think>, then summarize it "
@@ -29,13 +34,18 @@ PAPER_SUFFIX = (
 
 
 class PromptFormat(BaseModel):
-    """How a query is turned into the model's prompt."""
+    """How a query becomes the model's prompt, the same in every stage."""
 
     model_config = ConfigDict(extra="forbid")
 
-    template: bool = True
-    suffix: str = PAPER_SUFFIX
-    system: str | None = None  # a system message, if the template should have one (the paper uses none)
+    template: bool = Field(True, description="put the query in the chat template; --no-prompt.template: the plain "
+                                            "query + suffix, no special tokens")
+    suffix: str = Field(PAPER_SUFFIX, description="text appended to every query",
+                        json_schema_extra=cli(default_text="the paper's, oxa.prompting.PAPER_SUFFIX"))
+    system: str | None = Field(None, description="a system message for the template (the paper uses none)")
+    chat_template: str | None = Field(
+        None, description="a Jinja chat template used instead of the tokenizer's own (the paper's presets remove "
+                          "Qwen2.5-Math's default system turn); default: the tokenizer's")
 
 
 @dataclass(frozen=True)
@@ -54,14 +64,16 @@ def prompt_text(tokenizer, query: str, fmt: PromptFormat) -> str:
     """The prompt as text (for backends such as vLLM that take strings)."""
     if not fmt.template:
         return query + fmt.suffix
-    return tokenizer.apply_chat_template(prompt_messages(query, fmt), tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(prompt_messages(query, fmt), chat_template=fmt.chat_template, tokenize=False,
+                                         add_generation_prompt=True)
 
 
 def encode_prompt(tokenizer, query: str, fmt: PromptFormat) -> list[int]:
     if not fmt.template:
         text = query + fmt.suffix
         return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-    ids = tokenizer.apply_chat_template(prompt_messages(query, fmt), tokenize=True, add_generation_prompt=True)
+    ids = tokenizer.apply_chat_template(prompt_messages(query, fmt), chat_template=fmt.chat_template, tokenize=True,
+                                        add_generation_prompt=True)
     if isinstance(ids, dict) or hasattr(ids, "keys"):  # some tokenizers return a BatchEncoding
         ids = ids["input_ids"]
     return list(ids)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from oxa.config import cli
 from oxa.errors import RecordError
 
 
@@ -24,17 +25,19 @@ sample, a distillation query) drops them: they would describe a response it does
 class Fields(BaseModel):
     """Which keys of a record hold the id, the query, the response and the gold answer.
 
-    Defaults are ``id``, ``query``, ``response``, ``answer``; every command takes ``--id-field``,
-    ``--query-field``, ``--response-field`` and ``--answer-field`` to read other data unchanged.
+    Defaults are ``id``, ``query``, ``response``, ``answer``; every command takes ``--fields.query``
+    (alias ``--query-field``) and so on, to read other data unchanged.
     Output records keep all input fields and add their own (``correct``, ``ppl``, ...).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = "id"
-    query: str = "query"
-    response: str = "response"
-    answer: str = "answer"
+    id: str = Field("id", description="record field holding the id", json_schema_extra=cli("--id-field"))
+    query: str = Field("query", description="record field holding the query", json_schema_extra=cli("--query-field"))
+    response: str = Field("response", description="record field holding the response",
+                          json_schema_extra=cli("--response-field"))
+    answer: str = Field("answer", description="record field holding the gold answer",
+                        json_schema_extra=cli("--answer-field"))
 
 
 def get_field(record: dict, name: str, *, where: str, allow_none: bool = False) -> Any:

@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from pydantic import Field
 
-from oxa.config import StageConfig
+from oxa.config import StageConfig, cli
 from oxa.errors import OxaError
 from oxa.evaluation.difficulty import bucket_gains
 from oxa.io import write_text
@@ -400,13 +399,16 @@ def rl_section(runs: list[RLRun], out: Path, *, smooth: int = 1) -> list[str]:
 class ReportConfig(StageConfig):
     """Settings of ``oxa report``."""
 
-    runs: list[Path]
-    output: Path = Path("report")
-    names: list[str] | None = None
-    baseline: Path | None = None
-    title: str = "OXA run comparison"
+    runs: list[Path] = Field(description="run directories, each holding an `oxa eval` results.json",
+                             json_schema_extra=cli(positional=True))
+    output: Path = Field(Path("report"), description="directory for report.md and its PNGs", json_schema_extra=cli("-o"))
+    names: list[str] | None = Field(None, description="display name per run, in order (repeatable)",
+                                    json_schema_extra=cli("--name"))
+    baseline: Path | None = Field(None, description="run (directory or name) whose pass counts define the difficulty "
+                                                    "buckets (Figure 2d)")
+    title: str = Field("OXA run comparison", description="report title")
     rl_smooth: int = Field(1, ge=1, description="RL curves: plot the trailing mean of this many logged steps "
-                           "(1: the raw values).")
+                           "(1: the raw values)")
 
 
 def report_file(cfg: ReportConfig) -> Path:

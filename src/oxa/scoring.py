@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
-from oxa.config import StageConfig
+from oxa.config import StageConfig, cli
 from oxa.distributed import all_sum, default_device, dist_info, finish_parts, open_part, shard, shutdown
 from oxa.errors import OxaError, RecordError
 from oxa.io import ReadStats, read_records
@@ -258,18 +258,22 @@ def _pad_id(tokenizer) -> int:
 class ScoreConfig(StageConfig):
     """Settings of ``oxa score`` (YAML keys; the CLI flags set the same names)."""
 
-    input: Path
-    output: Path
-    model: str  # anything oxa.models.resolve accepts: a directory, a hub id, a .gguf file, an alias
+    input: Path = Field(description="records to score: JSONL, JSON array or Parquet",
+                        json_schema_extra=cli(positional=True))
+    output: Path = Field(description="output file (.jsonl or .parquet)", json_schema_extra=cli("-o"))
+    model: str = Field(description="model directory, hub id, .gguf file or alias", json_schema_extra=cli("-m"))
     fields: Fields = Fields()
     prompt: PromptFormat = PromptFormat()
-    max_len: PositiveInt | None = None  # context cap in tokens; longer examples are cut and flagged
-    token_budget: PositiveInt = 16384  # padded tokens per batch
-    sort_window: PositiveInt = SORT_WINDOW  # records sorted by length together; also the unit of sharding
-    dtype: str = "float32"
-    device: str = "auto"  # auto: this rank's GPU if any, else CPU
-    skip_bad: bool = False  # skip (and count) malformed lines and records lacking a text query/response
-    progress: bool = True
+    max_len: PositiveInt | None = Field(None, description="context cap in tokens; longer examples are cut and flagged")
+    token_budget: PositiveInt = Field(16384, description="padded tokens per batch")
+    sort_window: PositiveInt = Field(SORT_WINDOW, description="records sorted by length together (and the unit of "
+                                                              "sharding)")
+    dtype: str = Field("float32", description="model weights: float32, bfloat16, float16 or auto")
+    device: str = Field("auto", description="where the model runs: cpu, cuda, cuda:1 ...; auto: this rank's GPU if "
+                                            "any, else the CPU")
+    skip_bad: bool = Field(False, description="skip malformed lines and records lacking a text query or response, "
+                                              "and count them")
+    progress: bool = Field(True, description="show a progress bar")
 
 
 @dataclass

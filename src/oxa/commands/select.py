@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from oxa.commands.common import (
-    AnswerFieldOpt,
-    ConfigOpt,
-    IdFieldOpt,
-    QueryFieldOpt,
-    ResponseFieldOpt,
-    SkipBadOpt,
-    console,
-    field_flags,
-)
-from oxa.config import resolve
-from oxa.selection import Selection, SelectConfig, select_file, side_paths
+from oxa.commands.common import console
+from oxa.commands.flags import stage_command
+
+if TYPE_CHECKING:
+    from oxa.selection import Selection
 
 _DROPPED = {
     "not_correct": "dropped: not verified correct (--all keeps them)",
@@ -31,42 +23,11 @@ _DROPPED = {
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("select")
-    def select(
-        input: Annotated[Optional[Path], typer.Argument(help="Scored records (JSONL, JSON array or Parquet).")] = None,
-        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Selected records (.jsonl or .parquet).")] = None,
-        method: Annotated[str, typer.Option(help="gaussian | lowest | highest | random | interval | errors.")] = "gaussian",
-        n: Annotated[Optional[int], typer.Option("--n", help="How many records to select.")] = None,
-        mu: Annotated[float, typer.Option(help="gaussian: centre of the target PPL distribution.")] = 2.5,
-        sigma: Annotated[float, typer.Option(help="gaussian: its standard deviation.")] = 0.25,
-        ppl_min: Annotated[float, typer.Option(help="gaussian/interval: lowest PPL kept.")] = 1.0,
-        ppl_max: Annotated[float, typer.Option(help="gaussian/interval: highest PPL kept.")] = 5.0,
-        bin_width: Annotated[float, typer.Option(help="Width of the PPL bins.")] = 0.05,
-        max_per_query: Annotated[int, typer.Option(help="At most this many records per query.")] = 1,
-        seed: Annotated[int, typer.Option(help="Seed for random order and ties.")] = 0,
-        redistribute: Annotated[bool, typer.Option(help="gaussian: move a short bin's deficit to the nearest bins with supply.")] = False,
-        min_ppl: Annotated[float, typer.Option(help="errors: ignore incorrect samples below this PPL (degenerate repetition).")] = 1.2,
-        keep_unverified: Annotated[bool, typer.Option("--all", help="CE methods: also select records not marked correct.")] = False,
-        ppl_field: Annotated[str, typer.Option(help="Record field holding the PPL.")] = "ppl",
-        group_field: Annotated[Optional[str], typer.Option(help="Field grouping records by query (default: the query field).")] = None,
-        length_field: Annotated[str, typer.Option(help="gaussian: field with the response length; else the response's characters.")] = "n_tokens",
-        correct_field: Annotated[str, typer.Option(help="Field with the verifier's verdict (true/false).")] = "correct",
-        fields_id: IdFieldOpt = "id",
-        fields_query: QueryFieldOpt = "query",
-        fields_response: ResponseFieldOpt = "response",
-        fields_answer: AnswerFieldOpt = "answer",
-        skip_bad: SkipBadOpt = False,
-        config: ConfigOpt = None,
-    ) -> None:
+    @stage_command(app, "select", "oxa.selection:SelectConfig")
+    def select(cfg) -> None:
         """Select N records by perplexity; also writes OUT-stem.hist.json and OUT-stem.hist.png."""
-        flags = dict(
-            input=input, output=output, method=method, n=n, mu=mu, sigma=sigma, ppl_min=ppl_min, ppl_max=ppl_max,
-            bin_width=bin_width, max_per_query=max_per_query, seed=seed, redistribute=redistribute,
-            min_ppl=min_ppl, keep_unverified=keep_unverified, ppl_field=ppl_field, group_field=group_field,
-            length_field=length_field, correct_field=correct_field, skip_bad=skip_bad,
-            **field_flags(fields_id, fields_query, fields_response, fields_answer),
-        )
-        cfg = resolve(SelectConfig, config, flags)
+        from oxa.selection import select_file, side_paths
+
         with console.status(f"selecting {cfg.n:,} records from {cfg.input} ({cfg.method})"):
             sel, read = select_file(cfg)
         print_summary(sel, read["skipped"])

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from oxa.config import cli
 from oxa.distributed import dist_info, shutdown
 from oxa.errors import OxaError
 from oxa.evaluation.difficulty import bucket_gains
@@ -43,17 +44,21 @@ FIELDS = Fields()  # benchmark loaders normalise every benchmark to id / query /
 
 
 class EvalConfig(SamplingConfig):
-    model: str
-    benchmarks: list[str] = Field(min_length=1, description="benchmark names or record files")
-    output: Path
-    n: int | None = Field(None, ge=1, description="samples per problem; default the paper's (128, Minerva 64)")
+    model: str = Field(description="model directory, hub id, .gguf file or alias",
+                       json_schema_extra=cli("-m", section="Options"))
+    benchmarks: list[str] = Field(min_length=1, description="benchmark names (aime24 aime25 brumo25 cmimc25 hmmt25 "
+                                  "minerva math500 gsm8k ...) or record files", json_schema_extra=cli(positional=True))
+    output: Path = Field(description="output directory", json_schema_extra=cli("-o"))
+    n: int | None = Field(None, ge=1, description="samples per problem; default the paper's (128, Minerva 64)",
+                          json_schema_extra=cli(section="Sampling"))
     limit: int | None = Field(None, ge=1, description="only the first LIMIT problems of each benchmark")
-    data_dir: Path | None = None
-    reference: Path | None = Field(None, description="results.json of a reference model, for difficulty buckets")
-    second_grader: str | None = Field(None, description="also grade with this extractor and count disagreements")
-    workers: int = Field(2, ge=1)
-    grade_timeout: float = Field(5.0, gt=0)
-    progress: bool = True
+    data_dir: Path | None = Field(None, description="directory holding the benchmark files")
+    reference: Path | None = Field(None, description="a reference model's results.json, for gains by difficulty")
+    second_grader: str | None = Field(None, description="also grade with this extractor (deepscaler) and count "
+                                                        "disagreements")
+    workers: int = Field(2, ge=1, description="grading processes")
+    grade_timeout: float = Field(5.0, gt=0, description="seconds one answer may take to grade")
+    progress: bool = Field(True, description="show progress bars")
 
 
 def samples_per_problem(cfg: EvalConfig, benchmark: str) -> int:

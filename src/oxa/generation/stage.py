@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from oxa.config import StageConfig
+from oxa.config import StageConfig, cli
 from oxa.distributed import default_device, dist_info, finish_parts, open_part, shard, shutdown
 from oxa.errors import OxaError
 from oxa.generation.generate import generate_records
@@ -22,27 +22,30 @@ from oxa.records import Fields
 class SamplingConfig(StageConfig):
     """How to sample (shared by ``oxa generate``, ``oxa eval`` and ``oxa distill``)."""
 
-    n: int = Field(1, ge=1, description="samples per query")
-    temperature: float = Field(0.6, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    max_new_tokens: int = Field(32768, ge=1)
-    stop: list[str] = Field(default_factory=list)
-    seed: int = 0
+    n: int = Field(1, ge=1, description="samples per query", json_schema_extra=cli(section="Sampling"))
+    temperature: float = Field(0.6, ge=0, description="sampling temperature (0 = greedy)")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass")
+    max_new_tokens: int = Field(32768, ge=1, description="longest response, in tokens")
+    stop: list[str] = Field(default_factory=list, description="stop string (repeatable); not kept in the output")
+    seed: int = Field(0, description="seed of every sample's random stream")
     batch_size: int = Field(32, ge=1, description="samples decoded together (transformers backend)")
-    backend: Literal["auto", "transformers", "vllm"] = "auto"
-    dtype: str = "float32"
-    device: str = "auto"
+    backend: Literal["auto", "transformers", "vllm"] = Field(
+        "auto", description="the sampling engine; auto: vLLM if installed with a GPU, else transformers")
+    dtype: str = Field("float32", description="model weights: float32, bfloat16, float16 or auto")
+    device: str = Field("auto", description="where the model runs: auto, cpu, cuda, cuda:1, ...")
     prompt: PromptFormat = Field(default_factory=PromptFormat)
 
 
 class GenerateConfig(SamplingConfig):
-    model: str
-    input: Path
-    output: Path
+    model: str = Field(description="model directory, hub id, .gguf file or alias",
+                       json_schema_extra=cli("-m", section="Options"))
+    input: Path = Field(description="query records (JSONL, JSON array or Parquet)",
+                        json_schema_extra=cli(positional=True))
+    output: Path = Field(description="sample records (.jsonl or .parquet)", json_schema_extra=cli("-o"))
     limit: int | None = Field(None, ge=1, description="only the first LIMIT query records")
     fields: Fields = Field(default_factory=Fields)
-    skip_bad: bool = False
-    progress: bool = True
+    skip_bad: bool = Field(False, description="skip malformed lines and records lacking fields, and count them")
+    progress: bool = Field(True, description="show progress bars")
 
 
 def make_backend(model_spec: str, cfg: SamplingConfig):

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from oxa.config import StageConfig
+from pydantic import Field
+
+from oxa.config import StageConfig, cli
 from oxa.errors import OxaError
 from oxa.io import ReadStats, read_records, write_json, write_records
 from oxa.plots import plot_ppl_histograms
@@ -24,26 +26,31 @@ Method = Literal["gaussian", "lowest", "highest", "random", "interval", "errors"
 class SelectConfig(StageConfig):
     """Settings of ``oxa select`` (every field is also a flag, and a key of a ``--config`` YAML file)."""
 
-    input: Path
-    output: Path
-    method: Method = "gaussian"
-    n: int
-    mu: float = 2.5
-    sigma: float = 0.25
-    ppl_min: float = 1.0
-    ppl_max: float = 5.0
-    bin_width: float = 0.05
-    max_per_query: int = 1
-    seed: int = 0
-    redistribute: bool = False
-    min_ppl: float = 1.2
-    keep_unverified: bool = False
-    ppl_field: str = "ppl"
-    group_field: str | None = None
-    length_field: str = "n_tokens"
-    correct_field: str = "correct"
+    input: Path = Field(description="scored records (JSONL, JSON array or Parquet)",
+                        json_schema_extra=cli(positional=True))
+    output: Path = Field(description="selected records (.jsonl or .parquet)", json_schema_extra=cli("-o"))
+    method: Method = Field("gaussian", description="gaussian (Algorithm 1), a baseline, or errors (the UL set)")
+    n: int = Field(description="how many records to select")
+    mu: float = Field(2.5, description="gaussian: centre of the target PPL distribution",
+                      json_schema_extra=cli(section="Selection"))
+    sigma: float = Field(0.25, description="gaussian: its standard deviation")
+    ppl_min: float = Field(1.0, description="gaussian/interval: lowest PPL kept")
+    ppl_max: float = Field(5.0, description="gaussian/interval: highest PPL kept")
+    bin_width: float = Field(0.05, description="width of the PPL bins")
+    max_per_query: int = Field(1, description="at most this many records per query")
+    seed: int = Field(0, description="seed for random order and ties")
+    redistribute: bool = Field(False, description="gaussian: move a short bin's deficit to the nearest bins with "
+                                                  "supply")
+    min_ppl: float = Field(1.2, description="errors: ignore incorrect samples below this PPL (degenerate repetition)")
+    keep_unverified: bool = Field(False, description="CE methods: also select records not marked correct",
+                                  json_schema_extra=cli("--all"))
+    ppl_field: str = Field("ppl", description="record field holding the PPL", json_schema_extra=cli(section="Records"))
+    group_field: str | None = Field(None, description="field grouping records by query (default: the query field)")
+    length_field: str = Field("n_tokens", description="gaussian: field with the response length; else the response's "
+                                                      "characters")
+    correct_field: str = Field("correct", description="field with the verifier's verdict (true/false)")
     fields: Fields = Fields()
-    skip_bad: bool = False
+    skip_bad: bool = Field(False, description="skip malformed lines and records lacking fields, and count them")
 
 
 def side_paths(output: str | os.PathLike) -> tuple[Path, Path]:

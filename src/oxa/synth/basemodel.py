@@ -32,7 +32,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from oxa.config import StageConfig
+from oxa.config import StageConfig, cli
 from oxa.io import write_json
 from oxa.prompting import PAPER_SUFFIX, PromptFormat, encode_example
 from oxa.synth.corpus import PRETRAIN_MIX, pretrain_documents
@@ -43,21 +43,25 @@ WORLD_VERSION = 4  # bump when problems, strategies or the corpus format change:
 class BaseModelConfig(StageConfig):
     """What the base model is made of; every field is part of its cache key."""
 
-    seed: int = 0
-    documents: int = 48000
-    chat_share: float = Field(0.25, ge=0.0, le=1.0)
-    mix: dict[str, dict[str, float]] = Field(default_factory=lambda: {k: dict(v) for k, v in PRETRAIN_MIX.items()})
-    vocab_size: int = 640
-    hidden: int = 96
-    layers: int = 2
-    heads: int = 4
-    kv_heads: int = 2
-    seq_len: int = 128
-    batch_size: int = 16
-    epochs: float = Field(1.0, gt=0)
-    lr: float = 3e-3
-    warmup: float = 0.05
-    weight_decay: float = 0.1
+    seed: int = Field(0, description="seed of the corpus and the initial weights")
+    documents: int = Field(48000, description="pre-training documents")
+    chat_share: float = Field(0.25, ge=0.0, le=1.0, description="share of ChatML-formatted documents (the rest is "
+                                                                "plain Question/Answer text)")
+    mix: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in PRETRAIN_MIX.items()},
+        description="family -> strategy -> share of that family's documents (unlisted: never seen)",
+        json_schema_extra=cli(default_text="oxa.synth.corpus.PRETRAIN_MIX"))
+    vocab_size: int = Field(640, description="tokenizer vocabulary size")
+    hidden: int = Field(96, description="hidden size")
+    layers: int = Field(2, description="transformer layers")
+    heads: int = Field(4, description="attention heads")
+    kv_heads: int = Field(2, description="key/value heads")
+    seq_len: int = Field(128, description="tokens per packed training row")
+    batch_size: int = Field(16, description="rows per optimizer step")
+    epochs: float = Field(1.0, gt=0, description="passes over the corpus")
+    lr: float = Field(3e-3, description="peak learning rate")
+    warmup: float = Field(0.05, description="share of the steps spent warming up")
+    weight_decay: float = Field(0.1, description="AdamW weight decay")
 
     def key(self) -> str:
         blob = json.dumps({"world": WORLD_VERSION, **self.model_dump()}, sort_keys=True)

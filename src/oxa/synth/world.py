@@ -35,12 +35,12 @@ BENCHMARK_SEED = 0  # the registered benchmarks are one fixed sample, whatever s
 class WorldConfig(StageConfig):
     """How much of the world to write."""
 
-    seed: int = 0
+    seed: int = Field(0, description="seed of the world: its splits are deterministic for it (oxa demo: set by --seed)")
     n_queries: int = Field(400, ge=1, description="teacher queries")
     samples_per_query: int = Field(4, ge=1, description="teacher trajectories per query, distinct strategies first")
     teacher_error_rate: float = Field(0.1, ge=0.0, le=1.0, description="share of trajectories with a planted slip")
-    benchmark_per_difficulty: int = Field(60, ge=0)
-    rl_prompts: int = Field(200, ge=0)
+    benchmark_per_difficulty: int = Field(60, ge=0, description="held-out benchmark problems per difficulty")
+    rl_prompts: int = Field(200, ge=0, description="RLVR prompts")
 
 
 def teacher_records(problem: Problem, k: int, rng: random.Random, error_rate: float,

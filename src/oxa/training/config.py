@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from oxa.config import StageConfig
+from oxa.config import StageConfig, cli
 from oxa.losses import GeneralizedCE
 from oxa.prompting import PromptFormat
 from oxa.records import Fields
@@ -20,10 +20,12 @@ dp-ce: generalized CE of "Diversity or Precision" on the CE set."""
 
 
 class GeneralizedCEConfig(StageConfig):
-    beta: float = -0.25  # the paper's best (a precision prior); 0 with both lambdas 0 is plain CE
-    lambda_top: float = 0.0
-    lambda_tail: float = -0.1
-    top_k: int = Field(100, ge=1)
+    """The generalized CE of "Diversity or Precision", trained by method dp-ce (all three 0 is plain CE)."""
+
+    beta: float = Field(-0.25, description="the paper's best: a precision prior")
+    lambda_top: float = Field(0.0, description="weight of the top-k term")
+    lambda_tail: float = Field(-0.1, description="weight of the tail (outside the top k) term")
+    top_k: int = Field(100, ge=1, description="size of the top set")
 
     def loss(self) -> GeneralizedCE:
         return GeneralizedCE(self.beta, self.lambda_top, self.lambda_tail, self.top_k)
@@ -32,60 +34,71 @@ class GeneralizedCEConfig(StageConfig):
 class TrainConfig(StageConfig):
     """Everything one fine-tuning run needs; unknown keys are errors."""
 
-    model: str
-    output_dir: Path
-    method: Method = "oxa-full"
+    model: str = Field(description="model to fine-tune: directory, hub id, .gguf file or alias",
+                       json_schema_extra=cli("-m"))
+    output_dir: Path = Field(description="where checkpoints and the final model go", json_schema_extra=cli("-o"))
+    method: Method = Field("oxa-full", description="the objective: CE only (sft, oxa-mle: they differ in the data), "
+                                                   "CE + alpha * UL (oxa-full) or the generalized CE (dp-ce)")
 
     # data: separate CE / UL files, or one file whose `loss_type_field` says "ce" or "ul" per record
-    ce_data: Path | None = None
-    ul_data: Path | None = None
-    data: Path | None = None
-    loss_type_field: str = "loss_type"
+    ce_data: Path | None = Field(None, description="records trained with cross-entropy (promoted)",
+                                 json_schema_extra=cli(section="Data"))
+    ul_data: Path | None = Field(None, description="records trained with unlikelihood (suppressed; oxa-full)")
+    data: Path | None = Field(None, description="one file whose loss_type field is 'ce' or 'ul' per record")
+    loss_type_field: str = Field("loss_type", description="the field of --data records that says 'ce' or 'ul'")
     fields: Fields = Fields()
     prompt: PromptFormat = PromptFormat()
-    skip_bad: bool = False
-    cutoff_len: int = Field(32768, ge=2)
-    cutoff_policy: Literal["drop", "truncate"] = "drop"  # the reference drops longer examples
+    skip_bad: bool = Field(False, description="skip malformed lines and records lacking fields, and count them")
+    cutoff_len: int = Field(32768, ge=2, description="longest example in tokens (paper: 32768)")
+    cutoff_policy: Literal["drop", "truncate"] = Field("drop", description="what happens to longer examples "
+                                                                           "(the reference drops them)")
 
     # the objective
-    alpha: float = Field(1e-4, ge=0)
-    normalization: Literal["sequence", "token"] = "sequence"  # paper: per-sequence token mean
+    alpha: float = Field(1e-4, ge=0, description="weight of the unlikelihood loss (paper: 1e-4)",
+                         json_schema_extra=cli(section="Objective"))
+    normalization: Literal["sequence", "token"] = Field(
+        "sequence", description="each loss as the mean over sequences of their token means (paper), or over all "
+                                "tokens")
     gce: GeneralizedCEConfig = GeneralizedCEConfig()
-    loss_chunk_size: int | None = Field(None, ge=1)  # tokens per logits chunk; default ~16M logits
+    loss_chunk_size: int | None = Field(None, ge=1, description="tokens per logits chunk; default ~16M logits")
 
     # the batch: sequences per optimizer step, split over processes and micro-batches by the composer
-    ce_per_step: int = Field(128, ge=1)
-    ul_per_step: int = Field(128, ge=1)
-    micro_batch_size: int = Field(1, ge=1)
+    ce_per_step: int = Field(128, ge=1, description="CE sequences per optimizer step (paper: 128)",
+                             json_schema_extra=cli(section="Batch"))
+    ul_per_step: int = Field(128, ge=1, description="UL sequences per optimizer step (paper: 128)")
+    micro_batch_size: int = Field(1, ge=1, description="rows per process per forward pass")
     last_step: LastStep = Field("scale", description=(
         "an epoch's incomplete last step (e.g. 2 CE rows left at 128 per step): 'scale' trains it as a "
         "scaled-down step, its rows weighted as in a full step and UL rows in the same proportion; 'drop' "
         "skips it, as drop_last does"))
 
     # the model (loaded in fp32; bf16 is mixed precision, or DeepSpeed's bf16 with fp32 master weights)
-    bf16: bool = False
-    model_overrides: dict[str, Any] = {}  # config changes before training, e.g. rope_theta, max_position_embeddings
-    chat_template: str | None = None  # replaces the tokenizer's template (the paper removes the system prompt)
-    gradient_checkpointing: bool = False
+    bf16: bool = Field(False, description="mixed precision in bf16", json_schema_extra=cli(section="Model"))
+    model_overrides: dict[str, Any] = Field(
+        {}, description="config changes before training, e.g. {rope_theta: 1.0e6, max_position_embeddings: 40000}")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass (less memory)")
 
     # the optimizer and the run (TrainingArguments names)
-    learning_rate: float = Field(1e-5, gt=0)
-    num_train_epochs: float = Field(1.0, gt=0)
-    max_steps: int = -1
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = Field(0.03, ge=0, lt=1)
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    logging_steps: int = Field(1, ge=1)
-    save_steps: int | None = None  # checkpoint every N optimizer steps (None: no intermediate checkpoints)
-    save_total_limit: int | None = None
-    report_to: list[str] = ["none"]  # tensorboard, wandb, ...
-    resume_from_checkpoint: str | None = None  # a checkpoint dir, or "latest" for the newest in output_dir
-    deepspeed: Path | None = None
-    trainer_args: dict[str, Any] = {}  # any further transformers.TrainingArguments (fsdp, ...)
+    learning_rate: float = Field(1e-5, gt=0, description="peak learning rate",
+                                 json_schema_extra=cli("--lr", section="Optimizer and run"))
+    num_train_epochs: float = Field(1.0, gt=0, description="passes over the CE set", json_schema_extra=cli("--epochs"))
+    max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: the epochs decide)")
+    lr_scheduler_type: str = Field("cosine", description="learning-rate schedule (a transformers scheduler name)")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="share of the steps spent warming up")
+    weight_decay: float = Field(0.0, description="AdamW weight decay")
+    adam_beta1: float = Field(0.9, description="AdamW's beta1")
+    adam_beta2: float = Field(0.999, description="AdamW's beta2")
+    max_grad_norm: float = Field(1.0, description="gradient clipping norm")
+    seed: int = Field(42, description="seeds the model init, the batch order and dropout")
+    logging_steps: int = Field(1, ge=1, description="log every N optimizer steps")
+    save_steps: int | None = Field(None, description="checkpoint every N optimizer steps (default: no intermediate "
+                                                     "checkpoints)")
+    save_total_limit: int | None = Field(None, description="keep at most this many checkpoints")
+    report_to: list[str] = Field(["none"], description="where to log: tensorboard, wandb, ... (repeatable)")
+    resume_from_checkpoint: str | None = Field(None, description="a checkpoint directory, or 'latest' for the newest "
+                                                                 "in output_dir", json_schema_extra=cli("--resume"))
+    deepspeed: Path | None = Field(None, description="DeepSpeed JSON config (configs/deepspeed/zero2.json)")
+    trainer_args: dict[str, Any] = Field({}, description="any further transformers.TrainingArguments (fsdp, ...)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

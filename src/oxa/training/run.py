@@ -77,8 +77,8 @@ def train(config: TrainConfig, *, log=print, callbacks: list | None = None) -> P
     rank, world = dist_info()
     say = log if rank == 0 else (lambda *_: None)
     tokenizer = load_tokenizer(config.model)
-    if config.chat_template is not None:
-        tokenizer.chat_template = config.chat_template
+    if config.prompt.chat_template is not None:  # saved with the model, so later tools prompt it the same way
+        tokenizer.chat_template = config.prompt.chat_template
     ce, ul, data_summary = prepare_data(config, tokenizer, log=say)
     composer = BatchComposer(
         [e.n_loss for e in ce], [e.n_loss for e in ul], ce_per_step=config.ce_per_step, ul_per_step=config.ul_per_step,

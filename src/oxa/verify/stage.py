@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from oxa.config import StageConfig
+from oxa.config import StageConfig, cli
 from oxa.errors import RecordError
 from oxa.distributed import finish_parts, open_part
 from oxa.io import ReadStats, read_records, write_json
@@ -106,15 +106,17 @@ def verify_records(records: Sequence[dict], fields: Fields = Fields(), *, worker
 class VerifyConfig(StageConfig):
     """Settings of ``oxa verify`` (every field is also a command-line flag)."""
 
-    input: Path
-    output: Path
+    input: Path = Field(description="records with a response and a gold answer (JSONL, JSON array or Parquet)",
+                        json_schema_extra=cli(positional=True))
+    output: Path = Field(description="graded records (.jsonl or .parquet); the summary goes to OUTPUT.summary.json",
+                         json_schema_extra=cli("-o"))
     fields: Fields = Fields()
-    workers: int = Field(2, ge=1)
-    timeout: float = Field(5.0, gt=0)
-    require_think: bool = False
-    skip_bad: bool = False
-    block_size: int = Field(4096, ge=1)
-    progress: bool = True
+    workers: int = Field(2, ge=1, description="grading processes", json_schema_extra=cli("-w"))
+    timeout: float = Field(5.0, gt=0, description="seconds one answer may take before it counts as a timeout")
+    require_think: bool = Field(False, description="a response without </think> is unparsable (the paper's RL reward)")
+    skip_bad: bool = Field(False, description="skip malformed lines and records lacking fields, and count them")
+    block_size: int = Field(4096, ge=1, description="records graded between two saves of progress")
+    progress: bool = Field(True, description="show a progress bar")
 
 
 def _run_identity(config: VerifyConfig) -> dict:
