@@ -133,7 +133,7 @@ def test_world_is_deterministic_and_held_out_problems_stay_out():
 
 def test_registered_benchmarks_load_by_name():
     import oxa.synth  # noqa: F401  (registers the names)
-    from oxa.benchmarks import load_benchmark
+    from oxa.data import load_benchmark
 
     hard = load_benchmark("synth-hard", limit=5)
     assert len(hard) == 5 and all(r["difficulty"] == 3 and r["id"].startswith("synth-hard") for r in hard)

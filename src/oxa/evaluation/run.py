@@ -21,12 +21,12 @@ reported beside it as ``sampling_entropy``.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
 from pydantic import Field
 
+from oxa.data import benchmark_key, load_benchmark
 from oxa.distributed import dist_info, shutdown
 from oxa.errors import OxaError
 from oxa.evaluation.difficulty import bucket_gains
@@ -44,11 +44,14 @@ FIELDS = Fields()  # benchmark loaders normalise every benchmark to id / query /
 
 class EvalConfig(SamplingConfig):
     model: str
-    benchmarks: list[str] = Field(min_length=1, description="benchmark names or record files")
+    benchmarks: list[str] = Field(min_length=1, description=(
+        "benchmark names (python -m oxa.data lists them), record files, dataset directories (DIR[:SPLIT]) "
+        "or hub datasets (hf:ORG/NAME[/CONFIG][:SPLIT][@REVISION])"))
     output: Path
     n: int | None = Field(None, ge=1, description="samples per problem; default the paper's (128, Minerva 64)")
     limit: int | None = Field(None, ge=1, description="only the first LIMIT problems of each benchmark")
-    data_dir: Path | None = None
+    data_dir: Path | None = Field(None, description="directory holding the unshipped files of named sets "
+                                  "(rl/deepscaler-10k.parquet, gsm8k/train.jsonl); default $OXA_DATA_DIR")
     reference: Path | None = Field(None, description="results.json of a reference model, for difficulty buckets")
     second_grader: str | None = Field(None, description="also grade with this extractor and count disagreements")
     workers: int = Field(2, ge=1)
@@ -60,15 +63,9 @@ def samples_per_problem(cfg: EvalConfig, benchmark: str) -> int:
     return cfg.n if cfg.n is not None else PAPER_N.get(benchmark, PAPER_N_DEFAULT)
 
 
-def benchmark_key(spec: str) -> str:
-    """The name a benchmark is reported under: its name, or a file's stem."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec).stem if ("/" in spec or "." in spec) else spec)
-
-
 def evaluate(cfg: EvalConfig, *, backend=None) -> dict:
     """Run the whole evaluation (see the module docstring); returns what is written to results.json
     (an empty dict on ranks other than 0 under torchrun, which only help with the sampling)."""
-    from oxa.benchmarks import load_benchmark
 
     if cfg.second_grader is not None and cfg.second_grader not in SECOND_GRADERS:
         raise OxaError(f"unknown second grader {cfg.second_grader!r}; choose one of {sorted(SECOND_GRADERS)}")
