@@ -59,3 +59,37 @@ def synth_base_model(tmp_path_factory) -> tuple[Path, Path]:
 
     cache = tmp_path_factory.mktemp("oxa-cache")
     return cache, build_base_model(QUICK_BASE, cache=cache, progress=False)
+
+
+@pytest.fixture
+def saved_figures(monkeypatch) -> list:
+    """Every matplotlib figure saved during the test, in order, to read back what was drawn."""
+    from matplotlib.figure import Figure
+
+    saved, real = [], Figure.savefig
+
+    def record(self, *args, **kwargs):
+        saved.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return saved
+
+
+def figure_titled(figures: list, title: str):
+    """The one saved figure whose suptitle or an axes title is ``title``."""
+    found = [f for f in figures if title in ([f.get_suptitle()] + [ax.get_title() for ax in f.axes])]
+    assert len(found) == 1, f"{len(found)} figures titled {title!r}"
+    return found[0]
+
+
+def drawn_histograms(ax) -> dict[str, tuple[list[float], list[float]]]:
+    """label (before its ' (n=...)') -> (bar heights, bin edges) of each histogram drawn with ``ax.stairs``."""
+    from matplotlib.patches import StepPatch
+
+    out = {}
+    for patch in ax.patches:
+        if isinstance(patch, StepPatch):
+            data = patch.get_data()
+            out[patch.get_label().split(" (n=")[0]] = (list(map(float, data.values)), list(map(float, data.edges)))
+    return out
