@@ -24,6 +24,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def offline(monkeypatch):
+    """The Hugging Face hub out of reach, as on a machine without network, answered at once (no retries).
+    huggingface_hub and datasets read HF_HUB_OFFLINE once, at import, so their constants are set here."""
+    import datasets
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+
+
 def _corpus() -> list[str]:
     """Tokenizer training text from the sets oxa ships, so every machine trains the same tokenizer."""
     from oxa.data import shipped_rows

@@ -120,7 +120,12 @@ def hub_loader(name: str, spec: str, mirror: str | None = None) -> BenchmarkLoad
 
     def load(data_dir: Path | None) -> list[dict]:
         local = find_data_file(mirror, data_dir) if mirror else None
-        rows = iter_rows(local) if local is not None else dataset_rows(open_dataset(spec))
+        try:
+            rows = iter_rows(local) if local is not None else dataset_rows(open_dataset(spec))
+        except OxaError as e:
+            if mirror is None:
+                raise
+            raise OxaError(f"{e}; or put the file {mirror} in --data-dir / ${DATA_DIR_ENV}") from None
         where = str(local or spec)
         return [canonical(r, name, i, f"{where}: record {i + 1}", None) for i, r in enumerate(rows)]
 
