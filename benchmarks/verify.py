@@ -25,7 +25,7 @@ import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from oxa.benchmarks import load_benchmark
+from oxa.data import load_benchmark
 from oxa.verify import GradingPool, extract_answer, gold_answers, grade_answer, grade_many
 
 FILLER = "Let me consider the cases carefully and check each step. " * 60

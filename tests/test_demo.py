@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+import numpy as np
 import pytest
+import torch
+from conftest import drawn_histograms, figure_titled
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from oxa.cli import app
@@ -13,7 +17,7 @@ from oxa.io import read_records
 
 
 @pytest.mark.slow
-def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model, monkeypatch):
+def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model, monkeypatch, saved_figures):
     cache, model_dir = synth_base_model
     monkeypatch.chdir(tmp_path)  # a relative --out, as `oxa demo`'s default runs/demo is
     out = tmp_path / "run"
@@ -47,19 +51,36 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model, monkeypatch
 
     errors = read_records(out / "data" / "ul_errors.jsonl")
     assert errors and all(r["correct"] is False and r["ppl"] >= 1.2 for r in errors)
+    base_weights = load_file(model_dir / "model.safetensors")
     for name, path in stages["train"]["models"].items():
-        assert (out / "models" / name / "config.json").exists() and path == str(out / "models" / name)
+        assert path == str(out / "models" / name)
+        weights = load_file(out / "models" / name / "model.safetensors")  # fine-tuned from the base: same shapes,
+        assert weights.keys() == base_weights.keys()  # other values
+        assert any(not torch.equal(weights[k], base_weights[k]) for k in weights), name
 
+    eval_report = (out / "eval" / "report.md").read_text()
     for name in ("base", "sft_lp", "sft", "oxa_mle", "oxa_full"):
         samples = read_records(out / "eval" / name / "samples.jsonl")
         assert len(samples) == 3 * 2 * 2  # 3 difficulties x 2 problems x n = 2 in the quick size
-        assert stages["evaluate"]["counts"][name]["pass@1"] == round(sum(s["correct"] for s in samples) / len(samples), 4)
-    assert (out / "eval" / "report.md").exists()
+        pass1 = sum(s["correct"] for s in samples) / len(samples)
+        assert stages["evaluate"]["counts"][name]["pass@1"] == round(pass1, 4)
+        row = next(line for line in eval_report.splitlines() if line.startswith(f"| {name} |"))
+        assert row.split("|")[-3].strip() == f"{100 * pass1:.1f}"  # Avg. Pass@1 (equal-sized benchmarks)
 
     report = (out / "report.md").read_text()
     assert "| gaussian |" in report and "median PPL" in report
-    for png in ("plots/ppl_pool.png", "plots/ppl_selections.png"):
-        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the selections figure draws the verified pool and each selection's PPLs, as in the files, binned as selected
+    figure = figure_titled(saved_figures, "PPL of the selections")
+    drawn = drawn_histograms(figure.axes[0])
+    edges = np.asarray(drawn["pool (verified)"][1])
+    params = stages["select"]["params"]
+    assert edges[0] == pytest.approx(params["ppl_min"]) and edges[-1] == pytest.approx(params["ppl_max"])
+    assert np.diff(edges) == pytest.approx(np.full(len(edges) - 1, params["bin_width"]))
+    expected = {"pool (verified)": [r["ppl"] for r in scored if r["correct"] and r["ppl"] is not None],
+                **{m: [r["ppl"] for r in read_records(out / "data" / f"ce_{m}.jsonl")] for m in ("gaussian", "lowest", "random")}}
+    assert sorted(drawn) == sorted(expected)
+    for label, ppls in expected.items():
+        assert drawn[label][0] == np.histogram(ppls, bins=edges)[0].tolist(), label
 
     # a re-run reuses every stage; changing the selection settings redoes select and what follows it
     # (here with fine-tuning switched off, to keep the test short)

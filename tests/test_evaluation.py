@@ -7,6 +7,7 @@ from fractions import Fraction
 from math import comb
 
 import pytest
+import torch
 
 from oxa.evaluation import EvalConfig, deepscaler_extract, evaluate, last_boxed
 from oxa.generation.types import Sampled
@@ -54,7 +55,7 @@ def exact(n, c, k):
 
 
 def test_metrics_match_hand_computation(tmp_path, bench):
-    from oxa.benchmarks import load_benchmark
+    from oxa.data import load_benchmark
 
     problems = load_benchmark(bench)
     cfg = EvalConfig(model="unused", benchmarks=[str(bench)], output=tmp_path / "out", n=4, second_grader="deepscaler",
@@ -88,7 +89,7 @@ def test_no_model_is_loaded_when_every_sample_already_exists(tmp_path, bench, mo
     re-run merges and grades them without loading the model."""
     import oxa.evaluation.run
     import oxa.generation.stage
-    from oxa.benchmarks import load_benchmark
+    from oxa.data import load_benchmark
 
     cfg = EvalConfig(model="unused", benchmarks=[str(bench)], output=tmp_path / "out", n=4, progress=False, workers=1)
 
@@ -109,7 +110,7 @@ def test_no_model_is_loaded_when_every_sample_already_exists(tmp_path, bench, mo
 
 
 def test_reference_buckets(tmp_path, bench):
-    from oxa.benchmarks import load_benchmark
+    from oxa.data import load_benchmark
 
     problems = load_benchmark(bench)
     ref = {"benchmarks": {"mini": {"per_problem": [{"id": "p0", "n": 8, "correct": 0}, {"id": "p1", "n": 8, "correct": 0},
@@ -123,15 +124,17 @@ def test_reference_buckets(tmp_path, bench):
     assert rows["8"]["gain"] == pytest.approx(0.0)
 
 
-def test_tiny_model_eval_is_deterministic_and_reuses_samples(tmp_path, tiny_model_dir, shared_data):
+def test_tiny_model_eval_is_deterministic_and_reuses_samples(tmp_path, tiny_model_dir, monkeypatch):
     from typer.testing import CliRunner
 
     from oxa.cli import app
 
+    monkeypatch.delenv("OXA_DATA_DIR", raising=False)  # gsm8k is shipped: no data directory needed
     args = ["eval", "gsm8k", "--model", str(tiny_model_dir), "--n", "3", "--max-new-tokens", "10", "--limit", "3",
-            "--temperature", "1.0", "--seed", "4", "--data-dir", str(shared_data)]
+            "--temperature", "1.0", "--seed", "4"]
     runner = CliRunner()
-    for out in ("a", "b"):
+    for out, global_seed in (("a", 1), ("b", 2)):
+        torch.manual_seed(global_seed)  # each sample has its own seeded stream: the global one must not matter
         result = runner.invoke(app, args + ["-o", str(tmp_path / out)])
         assert result.exit_code == 0, result.output
     a = json.loads((tmp_path / "a" / "results.json").read_text())

@@ -25,8 +25,7 @@ def test_bad_specs_are_clear_errors(tmp_path):
         load_model(tmp_path, dtype="int3")
 
 
-def test_an_unreachable_hub_id_is_a_one_line_error(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_an_unreachable_hub_id_is_a_one_line_error(offline):
     with pytest.raises(OxaError, match="someorg/somemodel: cannot load the model"):
         load_tokenizer("someorg/somemodel")
     with pytest.raises(OxaError, match="someorg/somemodel: cannot load the model"):

@@ -113,10 +113,30 @@ def test_checker_on_hand_written_responses():
     assert check_steps(linear, "<think>\n3x = 25 + 7 = 32\nx = 32 / 3\n</think>\n\\boxed{10}").first_error == 0
 
 
+def _world_in_another_process(cfg: WorldConfig, hash_seed: str) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from oxa.synth.world import WorldConfig, build_world, benchmark_records; "
+            "cfg = WorldConfig.model_validate_json(sys.argv[1]); "
+            "print(json.dumps({**build_world(cfg), 'registered': benchmark_records(6)}))")
+    out = subprocess.run([sys.executable, "-c", code, cfg.model_dump_json()], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONHASHSEED": hash_seed}, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
 def test_world_is_deterministic_and_held_out_problems_stay_out():
     cfg = WorldConfig(seed=7, n_queries=30, samples_per_query=3, benchmark_per_difficulty=6, rl_prompts=10)
-    a, b = build_world(cfg), build_world(cfg)
-    assert a == b
+    random.seed(1)  # the world must not draw from the global random state ...
+    a = build_world(cfg)
+    random.seed(2)
+    assert build_world(cfg) == a
+    # ... nor depend on anything of this process (hash randomisation): another process builds the same world
+    other = _world_in_another_process(cfg, hash_seed="12345")
+    assert {k: other[k] for k in a} == json_roundtrip(a)
     assert build_world(cfg.model_copy(update={"seed": 8}))["teacher"] != a["teacher"]
     bench = {r["query"] for r in a["benchmark"]}
     assert len(bench) == len(a["benchmark"]) == 18 and all(held_out(q) for q in bench)
@@ -128,12 +148,21 @@ def test_world_is_deterministic_and_held_out_problems_stay_out():
     for r in a["teacher"]:
         by_query.setdefault(r["query_id"], set()).add(r["strategy"])
     assert all(len(s) == 3 for s in by_query.values())  # distinct strategies before any repeat
-    assert benchmark_records(6) == benchmark_records(6)
+    # the registered benchmarks are one fixed sample, whatever the world's seed, the global state or the process
+    random.seed(3)
+    assert json_roundtrip(benchmark_records(6)) == other["registered"]
+    assert json_roundtrip(benchmark_records(6)) == json_roundtrip(build_world(cfg.model_copy(update={"seed": 0}))["benchmark"])
+
+
+def json_roundtrip(obj):
+    import json
+
+    return json.loads(json.dumps(obj))
 
 
 def test_registered_benchmarks_load_by_name():
     import oxa.synth  # noqa: F401  (registers the names)
-    from oxa.benchmarks import load_benchmark
+    from oxa.data import load_benchmark
 
     hard = load_benchmark("synth-hard", limit=5)
     assert len(hard) == 5 and all(r["difficulty"] == 3 and r["id"].startswith("synth-hard") for r in hard)

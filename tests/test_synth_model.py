@@ -91,11 +91,13 @@ def test_oxa_synth_base_model_flag_reuses_the_cache(synth_base_model, tmp_path):
     from oxa.cli import app
 
     cache, path = synth_base_model
+    weights = {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
     result = CliRunner().invoke(app, ["synth", str(tmp_path / "w"), "--world.n-queries", "2",
                                       "--world.benchmark-per-difficulty", "1", "--world.rl-prompts", "1", "--base-model",
                                       "--quick", "--cache", str(cache)])
     assert result.exit_code == 0, result.output
     assert str(path) in result.output.replace("\n", "")
+    assert {p.name: p.stat().st_mtime_ns for p in path.iterdir()} == weights  # reused, not trained or written again
 
 
 def test_diagnostics_agree_with_direct_computations(synth_base_model):

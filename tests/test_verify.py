@@ -20,7 +20,7 @@ from oxa.records import Fields
 from oxa.verify import (GradingPool, Verdict, VerifyConfig, extract_answer, gold_answers, grade_answer, grade_many,
                         quick_status, summary_path, verify_file, verify_records)
 
-BENCHMARK_FILES = ("aime24", "aime25", "hmmt25", "cmimc25", "brumo25", "minerva", "math500")
+BENCHMARK_FILES = ("aime24", "aime25", "hmmt25", "cmimc25", "brumo25", "minerva", "math500", "gsm8k")
 HANG = "10^{10^{10}}"  # sympy evaluates this exactly, inside C code that no signal interrupts
 
 
@@ -84,15 +84,18 @@ def test_gold_answers_normalise_minerva_numbers_and_wrappers():
 # --------------------------------------------------------------------------------------- grading
 
 
-def _rows(shared_data, name):
-    return json.loads((shared_data / "benchmarks" / f"{name}.json").read_text(encoding="utf-8"))
+def _rows(name):
+    """The records of a benchmark shipped with oxa, as `oxa eval` grades them."""
+    from oxa.data import load_benchmark
+
+    return load_benchmark(name)
 
 
-def test_every_real_benchmark_answer_is_graded_correct(shared_data):
+def test_every_real_benchmark_answer_is_graded_correct():
     """Every row of every benchmark file, written the way a model would; every Minerva alternative."""
     responses, golds, where = [], [], []
     for name in BENCHMARK_FILES:
-        for i, row in enumerate(_rows(shared_data, name)):
+        for i, row in enumerate(_rows(name)):
             written = row["answer"] if isinstance(row["answer"], list) else [row["answer"]]
             for answer in written:
                 responses.append(as_model_would_write(answer.strip()))
@@ -117,8 +120,8 @@ def test_quick_status_agrees_with_math_verify():
     assert quick_status("1" * 101, ("1",)) is None  # not worth a huge int()
 
 
-def test_equivalent_forms_a_model_writes_are_correct(shared_data):
-    aime = _rows(shared_data, "aime24")
+def test_equivalent_forms_a_model_writes_are_correct():
+    aime = _rows("aime24")
     padded = [r["answer"] for r in aime if r["answer"].startswith("0")]
     assert padded, "AIME24 has zero-padded answers such as 025"
     cases = [(str(int(a)), a) for a in padded] + [
@@ -130,11 +133,11 @@ def test_equivalent_forms_a_model_writes_are_correct(shared_data):
     assert [v.status for v in verdicts] == ["correct"] * len(cases), list(zip(cases, verdicts))
 
 
-def test_wrong_answers_are_incorrect(shared_data):
+def test_wrong_answers_are_incorrect():
     """Every integer gold, off by one (an independent computation), plus LaTeX near misses."""
     cases = []
     for name in BENCHMARK_FILES:
-        for row in _rows(shared_data, name):
+        for row in _rows(name):
             gold = row["answer"][0] if isinstance(row["answer"], list) else row["answer"]
             if re.fullmatch(r"-?\d+", gold.strip()):
                 cases.append((str(int(gold) + 1), row["answer"]))

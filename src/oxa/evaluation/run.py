@@ -21,13 +21,13 @@ reported beside it as ``sampling_entropy``.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
 from pydantic import Field
 
 from oxa.config import cli
+from oxa.data import benchmark_key, load_benchmark
 from oxa.distributed import dist_info, shutdown
 from oxa.errors import OxaError
 from oxa.evaluation.difficulty import bucket_gains
@@ -46,13 +46,15 @@ FIELDS = Fields()  # benchmark loaders normalise every benchmark to id / query /
 class EvalConfig(SamplingConfig):
     model: str = Field(description="model directory, hub id, .gguf file or alias",
                        json_schema_extra=cli("-m", section="Options"))
-    benchmarks: list[str] = Field(min_length=1, description="benchmark names (aime24 aime25 brumo25 cmimc25 hmmt25 "
-                                  "minerva math500 gsm8k ...) or record files", json_schema_extra=cli(positional=True))
+    benchmarks: list[str] = Field(min_length=1, description=(
+        "benchmark names (python -m oxa.data lists them), record files, dataset directories (DIR[:SPLIT]) "
+        "or hub datasets (hf:ORG/NAME[/CONFIG][:SPLIT][@REVISION])"), json_schema_extra=cli(positional=True))
     output: Path = Field(description="output directory", json_schema_extra=cli("-o"))
     n: int | None = Field(None, ge=1, description="samples per problem; default the paper's (128, Minerva 64)",
                           json_schema_extra=cli(section="Sampling"))
     limit: int | None = Field(None, ge=1, description="only the first LIMIT problems of each benchmark")
-    data_dir: Path | None = Field(None, description="directory holding the benchmark files")
+    data_dir: Path | None = Field(None, description="directory holding the unshipped files of named sets "
+                                  "(rl/deepscaler-10k.parquet, gsm8k/train.jsonl); default $OXA_DATA_DIR")
     reference: Path | None = Field(None, description="a reference model's results.json, for gains by difficulty")
     second_grader: str | None = Field(None, description="also grade with this extractor (deepscaler) and count "
                                                         "disagreements")
@@ -65,15 +67,9 @@ def samples_per_problem(cfg: EvalConfig, benchmark: str) -> int:
     return cfg.n if cfg.n is not None else PAPER_N.get(benchmark, PAPER_N_DEFAULT)
 
 
-def benchmark_key(spec: str) -> str:
-    """The name a benchmark is reported under: its name, or a file's stem."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec).stem if ("/" in spec or "." in spec) else spec)
-
-
 def evaluate(cfg: EvalConfig, *, backend=None) -> dict:
     """Run the whole evaluation (see the module docstring); returns what is written to results.json
     (an empty dict on ranks other than 0 under torchrun, which only help with the sampling)."""
-    from oxa.benchmarks import load_benchmark
 
     if cfg.second_grader is not None and cfg.second_grader not in SECOND_GRADERS:
         raise OxaError(f"unknown second grader {cfg.second_grader!r}; choose one of {sorted(SECOND_GRADERS)}")

@@ -2,7 +2,7 @@
 
 A spec is one of:
 
-* a benchmark or data set name known to :mod:`oxa.benchmarks` (``deepscaler``, ``aime24-val``,
+* a benchmark or data set name known to :mod:`oxa.data` (``deepscaler``, ``aime24-val``,
   ``gsm8k-train``, ...), or ``synth-rl``: the synthetic world's RL split (``rl.jsonl`` of the world
   directory given as ``data_dir``, else that split of the default world, built in memory);
 * a world directory written by ``oxa synth world`` (its ``rl.jsonl`` is read);
@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from oxa.benchmarks import benchmark_names, load_benchmark, register_benchmark, strip_suffix
+from oxa.data import benchmark_names, load_benchmark, register_benchmark, strip_suffix
 from oxa.errors import OxaError
 from oxa.io import read_records
 from oxa.records import Fields

@@ -114,8 +114,8 @@ def write_world(config: WorldConfig, out_dir: str | Path) -> dict[str, Any]:
 
 
 def register_benchmarks(per_difficulty: int = 60) -> None:
-    """Register ``synth`` (all difficulties) and ``synth-easy|medium|hard`` with :mod:`oxa.benchmarks`."""
-    from oxa.benchmarks import register_benchmark
+    """Register ``synth`` (all difficulties) and ``synth-easy|medium|hard`` with :mod:`oxa.data`."""
+    from oxa.data import register_benchmark
 
     register_benchmark("synth", lambda data_dir: benchmark_records(per_difficulty))
     for d, name in DIFFICULTIES.items():
