@@ -240,6 +240,17 @@ def test_cli_trains_from_config_with_flag_overrides_and_exports(data, tiny_model
     assert rows[0]["completion"][0]["content"] == sums(1)[0]["response"]
 
 
+def test_engine_settings_that_cannot_work_are_refused_before_training(data, tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="give one of them"):
+        small(data, tiny_model_dir, deepspeed=ROOT / "configs" / "deepspeed" / "zero3.json",
+              fsdp=ROOT / "configs" / "fsdp" / "fsdp2.json")
+    with pytest.raises(ValueError, match="trainer_args.fsdp_config: use the setting `fsdp` instead"):
+        small(data, tiny_model_dir, trainer_args={"fsdp_config": {"version": 2}})
+    with pytest.raises(OxaError, match="^training settings refused: .*no-such-optimizer") as refused:
+        train(small(data, tiny_model_dir, output_dir=tmp_path / "x", trainer_args={"optim": "no-such-optimizer"}))
+    assert "\n" not in str(refused.value) and not (tmp_path / "x").exists()
+
+
 def test_model_override_typo_is_a_clear_error(data, tiny_model_dir):
     with pytest.raises(OxaError, match="has no setting 'rope_thetta'"):
         train(small(data, tiny_model_dir, model_overrides={"rope_thetta": 1.0}))

@@ -30,6 +30,14 @@ gradient with respect to the logits, which it immediately turns into gradients f
 and the output projection. Nothing of size ``tokens x vocabulary`` outlives a chunk and nothing is
 recomputed in backward (which only scales the stored gradients by the incoming scalar).
 
+Precision: the matmuls run in autocast's dtype where autocast is on (the Trainer's bf16 around fp32 weights),
+else in the inputs' dtype (bf16 weights under DeepSpeed's or FSDP's bf16); the logits are upcast to fp32 for the
+softmax and the loss, which thus equals an unfused bf16 model's. The gradients come back in each input's dtype;
+the output projection's is summed over the chunks in fp32.
+
+Under FSDP or ZeRO-3 the output projection is whole only inside its own forward pass: the trainer calls this
+function from there (:mod:`oxa.training.loss_head`).
+
 This module imports only torch, so it can be copied into any trainer.
 """
 

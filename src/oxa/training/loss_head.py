@@ -76,6 +76,7 @@ class LossHead:
 
     def check_output(self, model_output: torch.Tensor) -> None:
         """Refuse a model that changed what its output layer returned (a logit scale, a soft cap, ...)."""
-        if model_output.shape != () or not torch.equal(model_output.detach().float(), self.result.loss.detach()):
+        expected = self.result.loss.detach().to(model_output.dtype)  # an engine may cast the model's outputs
+        if model_output.shape != () or not torch.equal(model_output.detach(), expected):
             raise OxaError("the model transforms its output layer's result (a logit scale or soft cap?), so the "
                            "fused OXA loss would be wrong for it: not supported")

@@ -117,8 +117,10 @@ def train(config: TrainConfig, *, log=print, callbacks: list | None = None) -> P
             remove_unused_columns=False,
             **engine_args, **{"ddp_find_unused_parameters": False, **config.trainer_args},
         )
-    except (ValueError, OSError) as e:  # settings the Trainer or the engine refuse, a missing config file
+    except (ValueError, OSError, ImportError) as e:  # settings the Trainer refuses, a missing config file or engine
         raise OxaError(f"training settings refused: {str(e).strip().splitlines()[0]}") from e
+    if args.n_gpu > 1:  # torch.nn.DataParallel: replicas of the output layer would share one batch of targets
+        raise OxaError(f"{args.n_gpu} GPUs in one process are not supported: start one process per GPU with torchrun")
     model = load_training_model(config)
     trainer = OxaTrainer(
         model=model, args=args, train_dataset=ComposedDataset(ce, ul),
