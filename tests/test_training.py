@@ -101,23 +101,82 @@ def test_resume_mid_epoch_gives_the_same_model(data, tiny_model_dir, tmp_path):
     assert all(torch.allclose(pa[k], pb[k], atol=1e-6) for k in pa)
 
 
-def test_oxa_mle_ignores_ul_data_and_sft_equals_oxa_mle(data, tiny_model_dir, tmp_path):
-    with_ul = train(small(data, tiny_model_dir, method="oxa-mle", output_dir=tmp_path / "a"))
-    without = train(small(data, tiny_model_dir, method="oxa-mle", ul_data=None, output_dir=tmp_path / "b"))
-    sft = train(small(data, tiny_model_dir, method="sft", ul_data=None, output_dir=tmp_path / "c"))
-    pa, pb, pc = params(with_ul), params(without), params(sft)
-    assert all(torch.equal(pa[k], pb[k]) and torch.equal(pa[k], pc[k]) for k in pa)
-    full = params(train(small(data, tiny_model_dir, method="oxa-full", alpha=0.5, output_dir=tmp_path / "d")))
-    assert any(not torch.equal(pa[k], full[k]) for k in pa)
+def one_sgd_step(model_dir, ce: list[dict], ul: list[dict], *, alpha: float, lr: float, gce=None) -> dict:
+    """Parameters after one plain SGD step on the whole batch, written from the formulas with full float64 logits:
+    mean over sequences of the mean token loss, CE (or generalized CE with stop-gradient coefficients) on ``ce``
+    plus alpha times UL = -log(1 - p) on ``ul``."""
+    from transformers import AutoModelForCausalLM
+
+    from oxa.models import load_tokenizer
+    from oxa.prompting import PromptFormat, encode_example
+
+    tok = load_tokenizer(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+
+    def token_logp(record):
+        enc = encode_example(tok, record["query"], record["response"], PromptFormat(suffix=""))
+        ids = torch.tensor([enc.input_ids])
+        logp = torch.log_softmax(model(ids).logits[0, :-1].double(), -1)[enc.n_prompt - 1:]
+        return logp, ids[0, enc.n_prompt:]
+
+    ce_terms = []
+    for record in ce:
+        logp, targets = token_logp(record)
+        if gce is None:
+            ce_terms.append(-logp.gather(1, targets[:, None]).mean())
+            continue
+        with torch.no_grad():  # c_y = p_y^(1 - (1 - p_y)^beta); c_j = lambda_(top|tail) * p_j elsewhere
+            p = logp.exp()
+            p_y = p.gather(1, targets[:, None])
+            top = torch.zeros_like(p, dtype=torch.bool).scatter_(1, logp.topk(gce.top_k, -1).indices, True)
+            c = torch.where(top, gce.lambda_top, gce.lambda_tail) * p
+            c.scatter_(1, targets[:, None], p_y ** (1 - (1 - p_y) ** gce.beta))
+        ce_terms.append(-(c * logp).sum(-1).mean())
+    loss = torch.stack(ce_terms).mean()
+    if ul:
+        ul_terms = [-torch.log1p(-lp.gather(1, t[:, None]).exp()).mean() for lp, t in map(token_logp, ul)]
+        loss = loss + alpha * torch.stack(ul_terms).mean()
+    loss.backward()
+    return {name: (p - lr * p.grad).detach() for name, p in model.named_parameters()}
 
 
-def test_dp_ce_with_zero_settings_equals_sft(data, tiny_model_dir, tmp_path):
-    sft = params(train(small(data, tiny_model_dir, method="sft", output_dir=tmp_path / "a")))
-    zero = params(train(small(data, tiny_model_dir, method="dp-ce", output_dir=tmp_path / "b",
-                               gce={"beta": 0.0, "lambda_top": 0.0, "lambda_tail": 0.0})))
-    shaped = params(train(small(data, tiny_model_dir, method="dp-ce", output_dir=tmp_path / "c")))
-    assert all(torch.allclose(sft[k], zero[k], atol=1e-6) for k in sft)
-    assert any(not torch.allclose(sft[k], shaped[k], atol=1e-6) for k in sft)
+@pytest.mark.parametrize("method,settings", [
+    ("sft", {"ul_data": None}),
+    ("oxa-mle", {"alpha": 0.5}),  # given UL data and alpha, which it must ignore
+    ("oxa-full", {"alpha": 0.5}),
+    ("dp-ce", {"gce": {"beta": 0.0, "lambda_top": 0.0, "lambda_tail": 0.0}}),  # plain CE
+    ("dp-ce", {"gce": {"beta": -0.25, "lambda_top": 0.05, "lambda_tail": -0.1, "top_k": 20}}),
+])
+def test_one_step_of_each_method_equals_the_formula(method, settings, data, tiny_model_dir, tmp_path):
+    ce, ul = read_records(data / "ce.jsonl")[:4], read_records(data / "ul.jsonl")[:2]
+    write_records(data / "ce4.jsonl", ce)
+    write_records(data / "ul2.jsonl", ul)
+    config = small(data, tiny_model_dir, method=method, **{
+        "ce_data": data / "ce4.jsonl", "ul_data": data / "ul2.jsonl", "ce_per_step": 4, "ul_per_step": 2, "max_steps": 1,
+        "learning_rate": 0.5, "lr_scheduler_type": "constant", "warmup_ratio": 0.0, "max_grad_norm": 0.0,
+        "trainer_args": {"optim": "sgd"}, **settings})
+    trained = params(train(config))
+    gce = config.generalized_ce()
+    expected = one_sgd_step(tiny_model_dir, ce, ul if method == "oxa-full" else [], alpha=config.alpha, lr=0.5,
+                            gce=None if gce is None or gce.is_plain_ce else gce)
+    for name, value in expected.items():
+        assert (trained[name] - value).abs().max().item() < 2e-5, name
+    start = params(tiny_model_dir)  # a step a thousand times the tolerance: the methods differ by far more than it
+    assert max((value - start[name]).abs().max().item() for name, value in expected.items()) > 2e-2
+
+
+def test_bf16_mixed_precision_on_cpu_is_close_to_fp32(data, tiny_model_dir, tmp_path):
+    """The Trainer's bf16 (autocast around fp32 weights): the first step's loss within bf16 rounding of fp32's."""
+    common = dict(max_steps=1, warmup_ratio=0.0, trainer_args={"use_cpu": True})
+    fp32 = train(small(data, tiny_model_dir, output_dir=tmp_path / "fp32", **common))
+    bf16 = train(small(data, tiny_model_dir, output_dir=tmp_path / "bf16", bf16=True, **common))
+    logged = [next(h for h in json.loads((out / "oxa_train.json").read_text())["log_history"] if "loss" in h)
+              for out in (fp32, bf16)]
+    for key in ("loss", "ce_loss", "ul_loss"):
+        assert abs(logged[1][key] - logged[0][key]) < 1e-2 * abs(logged[0][key]), key
+    trained, start = params(bf16), params(tiny_model_dir)
+    assert all(trained[k].dtype == torch.float32 and torch.isfinite(trained[k]).all() for k in trained)
+    assert any(not torch.equal(trained[k], start[k]) for k in start)
 
 
 def test_cutoff_drop_or_truncate_is_counted(tmp_path, tiny_tokenizer):
@@ -179,6 +238,17 @@ def test_cli_trains_from_config_with_flag_overrides_and_exports(data, tiny_model
     rows = read_records(tmp_path / "t.jsonl")
     assert len(rows) == 12 and rows[0]["prompt"][0] == {"role": "user", "content": sums(1)[0]["query"] + " Think."}
     assert rows[0]["completion"][0]["content"] == sums(1)[0]["response"]
+
+
+def test_engine_settings_that_cannot_work_are_refused_before_training(data, tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="give one of them"):
+        small(data, tiny_model_dir, deepspeed=ROOT / "configs" / "deepspeed" / "zero3.json",
+              fsdp=ROOT / "configs" / "fsdp" / "fsdp2.json")
+    with pytest.raises(ValueError, match="trainer_args.fsdp_config: use the setting `fsdp` instead"):
+        small(data, tiny_model_dir, trainer_args={"fsdp_config": {"version": 2}})
+    with pytest.raises(OxaError, match="^training settings refused: .*no-such-optimizer") as refused:
+        train(small(data, tiny_model_dir, output_dir=tmp_path / "x", trainer_args={"optim": "no-such-optimizer"}))
+    assert "\n" not in str(refused.value) and not (tmp_path / "x").exists()
 
 
 def test_model_override_typo_is_a_clear_error(data, tiny_model_dir):

@@ -30,6 +30,14 @@ gradient with respect to the logits, which it immediately turns into gradients f
 and the output projection. Nothing of size ``tokens x vocabulary`` outlives a chunk and nothing is
 recomputed in backward (which only scales the stored gradients by the incoming scalar).
 
+Precision: the matmuls run in autocast's dtype where autocast is on (the Trainer's bf16 around fp32 weights),
+else in the inputs' dtype (bf16 weights under DeepSpeed's or FSDP's bf16); the logits are upcast to fp32 for the
+softmax and the loss, which thus equals an unfused bf16 model's. The gradients come back in each input's dtype;
+the output projection's is summed over the chunks in fp32.
+
+Under FSDP or ZeRO-3 the output projection is whole only inside its own forward pass: the trainer calls this
+function from there (:mod:`oxa.training.loss_head`).
+
 This module imports only torch, so it can be copied into any trainer.
 """
 
@@ -151,26 +159,34 @@ class _FusedTokenLoss(torch.autograd.Function):
         n = hidden.shape[0]
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         with_grad = want_h or want_w
+        compute = _compute_dtype(hidden, weight)
         token_loss = torch.zeros(n, dtype=torch.float32, device=hidden.device)
         entropy = torch.zeros_like(token_loss)
         grad_h = torch.empty_like(hidden) if want_h else None
-        # accumulated in the weight's dtype by in-place addmm (fp32 inside the matmul), as Liger-Kernel does:
-        # no second V x H buffer. With fp32 master weights (mixed precision, DeepSpeed) this is fp32.
-        grad_w = torch.zeros_like(weight) if want_w else None
-        for start in range(0, n, chunk_size):
-            sl = slice(start, min(start + chunk_size, n))
-            h = hidden[sl]
-            logits = (h @ weight.T).float()
-            loss, ent, dlogits = chunk_losses(logits, targets[sl], kinds[sl], weights[sl], gce, with_grad=with_grad)
-            del logits
-            token_loss[sl], entropy[sl] = loss, ent
-            if with_grad:
-                dlogits = dlogits.to(weight.dtype)
+        # the projection's gradient is summed over the chunks in one fp32 V x H buffer (with fp32 weights, the
+        # gradient itself) and rounded to the weight's dtype once at the end: bf16 sums over ~V/H chunks would lose bits
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
+        with torch.autocast(hidden.device.type, enabled=False):  # the dtypes below are explicit
+            w = weight.to(compute)
+            for start in range(0, n, chunk_size):
+                sl = slice(start, min(start + chunk_size, n))
+                h = hidden[sl].to(compute)
+                logits = (h @ w.T).float()
+                loss, ent, dlogits = chunk_losses(logits, targets[sl], kinds[sl], weights[sl], gce, with_grad=with_grad)
+                del logits
+                token_loss[sl], entropy[sl] = loss, ent
+                if not with_grad:
+                    continue
+                dlogits = dlogits.to(compute)  # bf16/fp16 matmuls still sum in fp32 inside
                 if want_h:
-                    torch.mm(dlogits, weight, out=grad_h[sl])
-                if want_w:
+                    grad_h[sl] = dlogits @ w
+                if want_w and compute == torch.float32:
                     grad_w.addmm_(dlogits.T, h)
+                elif want_w:  # this chunk's share rounded once (as one matmul over all tokens would), summed in fp32
+                    grad_w.add_(dlogits.T @ h)
         total = (token_loss * weights.float()).sum()
+        if grad_w is not None:
+            grad_w = grad_w.to(weight.dtype)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.mark_non_differentiable(token_loss, entropy)
         return total, token_loss, entropy
@@ -183,6 +199,14 @@ class _FusedTokenLoss(torch.autograd.Function):
             grad_h = grad_h.mul_(g_total.to(grad_h.dtype)) if grad_h is not None else None
             grad_w = grad_w.mul_(g_total.to(grad_w.dtype)) if grad_w is not None else None
         return grad_h, grad_w, None, None, None, None, None
+
+
+def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    """The matmuls' dtype: autocast's where it is on (as the output layer itself would run), else the inputs'."""
+    device = hidden.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return torch.promote_types(hidden.dtype, weight.dtype)
 
 
 def fused_token_losses(

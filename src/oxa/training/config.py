@@ -97,8 +97,10 @@ class TrainConfig(StageConfig):
     report_to: list[str] = Field(["none"], description="where to log: tensorboard, wandb, ... (repeatable)")
     resume_from_checkpoint: str | None = Field(None, description="a checkpoint directory, or 'latest' for the newest "
                                                                  "in output_dir", json_schema_extra=cli("--resume"))
-    deepspeed: Path | None = Field(None, description="DeepSpeed JSON config (configs/deepspeed/zero2.json)")
-    trainer_args: dict[str, Any] = Field({}, description="any further transformers.TrainingArguments (fsdp, ...)")
+    deepspeed: Path | None = Field(None, description="DeepSpeed JSON config (configs/deepspeed/zero2.json, zero3.json)")
+    fsdp: Path | None = Field(None, description="FSDP settings (a TrainingArguments fsdp_config JSON such as "
+                              "configs/fsdp/fsdp2.json): shard the run with FSDP; launch it with torchrun")
+    trainer_args: dict[str, Any] = Field({}, description="any further transformers.TrainingArguments (optim, tf32, ...)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -106,6 +108,11 @@ class TrainConfig(StageConfig):
             raise ValueError("give training data: ce_data (and ul_data for oxa-full), or data with a loss_type field")
         if self.method != "oxa-full" and self.data is None and self.ce_data is None:
             raise ValueError(f"method {self.method} trains on CE data: give ce_data (or data)")
+        if self.deepspeed and self.fsdp:
+            raise ValueError("deepspeed and fsdp are two ways to shard the same run: give one of them")
+        for key, setting in (("deepspeed", "deepspeed"), ("fsdp", "fsdp"), ("fsdp_config", "fsdp")):
+            if key in self.trainer_args:
+                raise ValueError(f"trainer_args.{key}: use the setting `{setting}` instead")
         return self
 
     @property

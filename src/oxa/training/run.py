@@ -89,32 +89,38 @@ def train(config: TrainConfig, *, log=print, callbacks: list | None = None) -> P
         f"{composer.ul_per_step} UL sequences = {world} process(es) x {composer.grad_accum} accumulation steps x "
         f"<= {config.micro_batch_size} rows; {composer.steps_per_epoch} steps per epoch")
 
-    args = TrainingArguments(
-        output_dir=str(config.output_dir),
-        per_device_train_batch_size=config.micro_batch_size,
-        gradient_accumulation_steps=composer.grad_accum,
-        learning_rate=config.learning_rate,
-        num_train_epochs=config.num_train_epochs,
-        max_steps=config.max_steps,
-        lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio,  # a value below 1 is a fraction of the steps
-        weight_decay=config.weight_decay,
-        adam_beta1=config.adam_beta1,
-        adam_beta2=config.adam_beta2,
-        max_grad_norm=config.max_grad_norm,
-        seed=config.seed,
-        logging_steps=config.logging_steps,
-        save_strategy="steps" if config.save_steps else "no",
-        save_steps=config.save_steps or 500,
-        save_total_limit=config.save_total_limit,
-        report_to=config.report_to,
-        bf16=config.bf16,
-        activation_checkpointing=config.gradient_checkpointing,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        deepspeed=str(config.deepspeed) if config.deepspeed else None,
-        remove_unused_columns=False,
-        **{"ddp_find_unused_parameters": False, **config.trainer_args},
-    )
+    engine_args = dict(deepspeed=str(config.deepspeed) if config.deepspeed else None,
+                       fsdp=True if config.fsdp else None, fsdp_config=str(config.fsdp) if config.fsdp else None)
+    try:
+        args = TrainingArguments(
+            output_dir=str(config.output_dir),
+            per_device_train_batch_size=config.micro_batch_size,
+            gradient_accumulation_steps=composer.grad_accum,
+            learning_rate=config.learning_rate,
+            num_train_epochs=config.num_train_epochs,
+            max_steps=config.max_steps,
+            lr_scheduler_type=config.lr_scheduler_type,
+            warmup_steps=config.warmup_ratio,  # a value below 1 is a fraction of the steps
+            weight_decay=config.weight_decay,
+            adam_beta1=config.adam_beta1,
+            adam_beta2=config.adam_beta2,
+            max_grad_norm=config.max_grad_norm,
+            seed=config.seed,
+            logging_steps=config.logging_steps,
+            save_strategy="steps" if config.save_steps else "no",
+            save_steps=config.save_steps or 500,
+            save_total_limit=config.save_total_limit,
+            report_to=config.report_to,
+            bf16=config.bf16,
+            activation_checkpointing=config.gradient_checkpointing,
+            dataloader_pin_memory=torch.cuda.is_available(),
+            remove_unused_columns=False,
+            **engine_args, **{"ddp_find_unused_parameters": False, **config.trainer_args},
+        )
+    except (ValueError, OSError, ImportError) as e:  # settings the Trainer refuses, a missing config file or engine
+        raise OxaError(f"training settings refused: {str(e).strip().splitlines()[0]}") from e
+    if args.n_gpu > 1:  # torch.nn.DataParallel: replicas of the output layer would share one batch of targets
+        raise OxaError(f"{args.n_gpu} GPUs in one process are not supported: start one process per GPU with torchrun")
     model = load_training_model(config)
     trainer = OxaTrainer(
         model=model, args=args, train_dataset=ComposedDataset(ce, ul),

@@ -1,15 +1,16 @@
 """The OXA trainer: transformers' Trainer with the composer's batches and the chunked CE + alpha * UL loss.
 
-Only three things differ from a plain Trainer, so accelerate, DeepSpeed ZeRO, FSDP, checkpointing and
-``report_to`` work unchanged:
+Only three things differ from a plain Trainer, so accelerate, DDP, DeepSpeed ZeRO-2/3, FSDP, checkpointing
+and ``report_to`` work unchanged:
 
 * the train dataloader yields this process's micro-batches from :class:`BatchComposer` (not re-sharded
   by accelerate: the composer already knows every process's share);
-* ``compute_loss`` takes the final hidden states and feeds them with the output projection to
-  :func:`oxa.losses.fused_token_losses`; the model itself computes logits for one position only. The
-  loss of a micro-batch is its share of the whole step's loss (each row carries its step normaliser),
-  multiplied by the number of processes because DDP / DeepSpeed average gradients across processes;
-  hence ``loss_is_scaled_for_ga`` -- the Trainer must not divide by the accumulation steps again;
+* ``compute_loss`` calls the (wrapped) model with the batch's targets handed to the output layer, which
+  computes :func:`oxa.losses.fused_token_losses` inside its own forward, where FSDP and ZeRO-3 have gathered
+  its weight (:mod:`oxa.training.loss_head`); no logits of the whole batch are ever formed. The loss of a
+  micro-batch is its share of the whole step's loss (each row carries its step normaliser), multiplied by
+  the number of processes because DDP / DeepSpeed / FSDP average gradients across processes; hence
+  ``loss_is_scaled_for_ga`` -- the Trainer must not divide by the accumulation steps again;
 * ``log`` adds ce_loss, ul_loss, weighted_ul_loss, entropy per loss type (token-weighted over that
   type's tokens only) and tokens per second, summed over processes.
 """
@@ -22,8 +23,9 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer
 
-from oxa.losses import CE, IGNORE, UL, GeneralizedCE, fused_token_losses, token_weights
+from oxa.losses import CE, IGNORE, UL, GeneralizedCE, token_weights
 from oxa.training.composer import BatchComposer, ComposedBatchSampler
+from oxa.training.loss_head import LossHead
 
 METRICS = ("ce_loss", "ul_loss", "ce_entropy_sum", "ce_tokens", "ul_entropy_sum", "ul_tokens", "tokens", "ce_weight",
            "ul_weight")
@@ -43,7 +45,8 @@ class OxaTrainer(Trainer):
                  gce: GeneralizedCE | None = None, loss_chunk_size: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.composer, self.alpha, self.per_sequence = composer, alpha, per_sequence
-        self.gce, self.loss_chunk_size = gce, loss_chunk_size
+        self.loss_head = LossHead(self.model, gce=gce, chunk_size=loss_chunk_size)
+        self._output_checked = False
         self._sums = torch.zeros(len(METRICS), dtype=torch.float64, device=self.args.device)
         self._since_time = time.perf_counter()
 
@@ -55,19 +58,18 @@ class OxaTrainer(Trainer):
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        unwrapped = self.accelerator.unwrap_model(model)
-        hidden = _final_hidden_states(model, unwrapped, inputs["input_ids"], inputs["attention_mask"])
         kinds = inputs["loss_kinds"][:, 1:]  # token t+1 is predicted at position t
-        targets = inputs["input_ids"][:, 1:]
         norms = token_weights(kinds, inputs["row_norm"], alpha=1.0, per_sequence=self.per_sequence)
         weights = norms * torch.where(kinds == UL, self.alpha, 1.0)
-        keep = kinds != IGNORE
-        out = fused_token_losses(
-            hidden[:, :-1][keep], unwrapped.get_output_embeddings().weight, targets[keep], kinds[keep],
-            weights[keep], gce=self.gce, chunk_size=self.loss_chunk_size,
-        )
+        # the wrapped model must be the one called: DDP, FSDP and DeepSpeed hook its forward
+        with self.loss_head.batch(inputs["input_ids"][:, 1:], kinds, weights) as head:
+            loss = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False).logits
+        if not self._output_checked:
+            head.check_output(loss)
+            self._output_checked = True
+        out, keep = head.result, kinds != IGNORE
         self._track(out, kinds[keep], norms[keep], inputs["attention_mask"])
-        loss = out.loss * self.accelerator.num_processes
+        loss = loss * self.accelerator.num_processes
         return (loss, {"token_loss": out.token_loss}) if return_outputs else loss
 
     @torch.no_grad()
@@ -108,25 +110,3 @@ class OxaTrainer(Trainer):
         self._since_time = time.perf_counter()
         return metrics
 
-
-def _final_hidden_states(model, unwrapped, input_ids, attention_mask) -> torch.Tensor:
-    """Run the (possibly DDP/DeepSpeed-wrapped) model, keeping the decoder's output instead of the logits.
-
-    The wrapped model must be the one called (DDP synchronises gradients through its forward); asking
-    for the logits of one position keeps the model from computing the full [tokens x vocabulary] logits.
-    """
-    if getattr(unwrapped.config, "final_logit_softcapping", None):
-        raise ValueError("models with final logit soft-capping are not supported by the fused loss")
-    if getattr(unwrapped.get_output_embeddings(), "bias", None) is not None:
-        raise ValueError("output projections with a bias are not supported by the fused loss")
-    captured = {}
-
-    def keep(_module, _args, output):
-        captured["h"] = output[0] if isinstance(output, tuple) else output.last_hidden_state
-
-    handle = unwrapped.get_decoder().register_forward_hook(keep)
-    try:
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1)
-    finally:
-        handle.remove()
-    return captured["h"]
