@@ -151,3 +151,27 @@ def test_teacher_corrections_are_the_clean_solutions_line(kind):
     for r, fix in zip(records, TeacherCorrector().correct(requests)):
         clean = split_steps(solve(problem_of(r), r["strategy"]).response).texts
         assert fix == clean[r["label"]]
+
+
+def test_encode_salvage_marks_exactly_the_corrected_steps_tokens(tiny_tokenizer):
+    from oxa.prm import encode_salvage
+
+    record = [r for r in planted_records(2, seed=9) if r["error_kind"] == "arith"][0]
+    prm = CheckerPRM()
+    [request] = locate_errors(prm, prm.inputs([record["query"]], [record["response"]], [record]))
+    [s] = apply_corrections(TeacherCorrector(), [request], "\n")
+    ids, off = encode_salvage(tiny_tokenizer, s)
+    assert tiny_tokenizer.decode(ids) == s.resume_text
+    marked = [t for t, o in zip(ids, off) if o]
+    assert tiny_tokenizer.decode(marked) == s.correction
+    first = off.index(True)
+    assert all(off[first : first + len(marked)]) and not any(off[first + len(marked) :])
+    assert tiny_tokenizer.decode(ids[:first]) == s.request.prefix
+
+
+def test_prm_verifier_agreement_by_hand():
+    from oxa.prm import prm_verifier_agreement
+
+    m = prm_verifier_agreement([None, 3, 0, None, 2], [False, False, False, True, True])
+    assert m == {"missed_failures": pytest.approx(1 / 3), "flagged_successes": 0.5}
+    assert prm_verifier_agreement([None], [True]) == {"flagged_successes": 0.0}

@@ -119,8 +119,11 @@ def test_bad_records_are_named_or_skipped(tmp_path):
 
 
 def test_every_setting_is_described():
-    for name, field in StepsConfig.model_fields.items():
-        assert field.description, name
+    from oxa.prm import CorrectorConfig, PRMTrainConfig, StepSplit
+
+    for cls in (StepsConfig, PRMTrainConfig, CorrectorConfig, StepSplit):
+        for name, field in cls.model_fields.items():
+            assert field.description, f"{cls.__name__}.{name}"
 
 
 @pytest.mark.distributed

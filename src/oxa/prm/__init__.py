@@ -16,7 +16,7 @@ from oxa.prm.bench import BenchReport, measure_on_planted, planted_records, proc
 from oxa.prm.checker import CheckerPRM
 from oxa.prm.correct import (
     CorrectionRequest, Corrector, CorrectorConfig, ModelCorrector, Salvage, TeacherCorrector, apply_corrections,
-    locate_errors,
+    encode_salvage, locate_errors, prm_verifier_agreement,
 )
 from oxa.prm.diversity import (
     GroupDiversity, diversity_metrics, final_answer, group_diversity, step_results, synthetic_group_diversity,
@@ -32,8 +32,8 @@ __all__ = [
     "DEFAULT_THRESHOLD", "PRM", "BenchReport", "CheckerPRM", "CorrectionRequest", "Corrector", "CorrectorConfig",
     "GroupDiversity", "Judgement", "ModelCorrector", "PRMConfig", "PRMTrainConfig", "Salvage", "SeparatorPRM",
     "Step", "StepInput", "StepSplit", "StepTagPRM", "Steps", "StepsConfig", "StepsSummary", "TeacherCorrector",
-    "annotate_steps_file", "apply_corrections", "diversity_metrics", "final_answer", "first_below",
+    "annotate_steps_file", "apply_corrections", "diversity_metrics", "encode_salvage", "final_answer", "first_below",
     "group_diversity", "join_steps", "judge", "load_prm", "locate_errors", "measure_on_planted", "planted_records",
-    "processbench_report", "split_steps", "step_results", "stepwise_records", "synthetic_group_diversity",
+    "prm_verifier_agreement", "processbench_report", "split_steps", "step_results", "stepwise_records", "synthetic_group_diversity",
     "synthetic_strategy", "train_prm",
 ]

@@ -57,6 +57,11 @@ class CorrectionRequest:
         """The wrong step is the answer after ``</think>``."""
         return self.error < len(self.steps) and self.steps[self.error].answer
 
+    @property
+    def relative_position(self) -> float:
+        """The share of the steps kept before the wrong one (0: the first step is wrong)."""
+        return self.error / max(len(self.steps), 1)
+
 
 class Corrector(ABC):
     """Writes the first wrong step of each request again; None where it cannot."""
@@ -86,6 +91,37 @@ class Salvage:
         """Character span of the corrected step in :attr:`resume_text` (its tokens are off-policy)."""
         start = len(self.request.prefix)
         return start, start + len(self.correction)
+
+
+def encode_salvage(tokenizer, salvage: Salvage) -> tuple[list[int], list[bool]]:
+    """Token ids of ``salvage.resume_text`` and, per token, whether it is off-policy (the corrected step).
+
+    The kept prefix, the correction and the separator are tokenized apart and concatenated, so no token
+    straddles the corrected step's boundaries and the off-policy mask is exact (as LUFFY tokenizes its
+    off-policy prefix apart from the policy's continuation).
+    """
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    prefix, correction = ids(salvage.request.prefix), ids(salvage.correction)
+    tail = ids(salvage.resume_text[len(salvage.request.prefix) + len(salvage.correction):])
+    return prefix + correction + tail, [False] * len(prefix) + [True] * len(correction) + [False] * len(tail)
+
+
+def prm_verifier_agreement(first_errors: Sequence[int | None], correct: Sequence[bool]) -> dict[str, float]:
+    """How a PRM's verdicts compare with the verifier's on the same rollouts (for the RL log).
+
+    ``missed_failures``: the share of failed rollouts in which the PRM finds no wrong step (they cannot
+    be salvaged); ``flagged_successes``: the share of correct rollouts in which it flags one.
+    """
+    failed = [e for e, ok in zip(first_errors, correct, strict=True) if not ok]
+    passed = [e for e, ok in zip(first_errors, correct, strict=True) if ok]
+    out = {}
+    if failed:
+        out["missed_failures"] = sum(e is None for e in failed) / len(failed)
+    if passed:
+        out["flagged_successes"] = sum(e is not None for e in passed) / len(passed)
+    return out
 
 
 def locate_errors(prm: PRM, items: Sequence[StepInput], *, threshold: float = DEFAULT_THRESHOLD,
