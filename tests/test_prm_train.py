@@ -42,12 +42,18 @@ def test_labels_sit_exactly_at_the_step_marks(tiny_tokenizer, tiny_model_dir, tm
 
 
 def test_stepwise_records_from_planted_errors():
+    from oxa.prm import split_steps
+
     records = planted_records(5, seed=0, held_out=False)
-    for r, ex in zip(records, stepwise_records(records)):
-        assert ex["prompt"] == r["query"]
-        first = r["label"] if r["label"] >= 0 else len(ex["completions"])
-        assert ex["labels"] == [True] * first + [False] * (len(ex["completions"]) - first)
-        assert (r["error_kind"] == "none") == all(ex["labels"])
+    for r, dropped, wrong in zip(records, stepwise_records(records), stepwise_records(records, after_error="wrong")):
+        steps = split_steps(r["response"]).texts
+        assert dropped["prompt"] == wrong["prompt"] == r["query"] and wrong["completions"] == steps
+        if r["label"] == -1:
+            assert dropped["completions"] == steps and all(dropped["labels"]) and all(wrong["labels"])
+            continue
+        first = r["label"]
+        assert dropped["completions"] == steps[: first + 1] and dropped["labels"] == [True] * first + [False]
+        assert wrong["labels"] == [True] * first + [False] * (len(steps) - first)
 
 
 def test_bad_training_records_name_file_record_and_field(tmp_path, tiny_model_dir):

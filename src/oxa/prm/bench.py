@@ -108,16 +108,24 @@ def planted_records(n_problems: int, *, seed: int = 0, held_out: bool = True,
     return out
 
 
-def stepwise_records(records: Sequence[Mapping[str, Any]], *, label_field: str = "label") -> list[dict[str, Any]]:
+def stepwise_records(records: Sequence[Mapping[str, Any]], *, label_field: str = "label",
+                     after_error: str = "drop") -> list[dict[str, Any]]:
     """Records with a first-error label as TRL's stepwise-supervision format.
 
     ``{"prompt", "completions": [step, ...], "labels": [bool, ...]}``: steps before the first error are
-    right, the first error and every step after it (built on a wrong value) are wrong.
+    right, the first error is wrong. The steps after it are built on a wrong value, so whether each is
+    "right" is ill-defined: ``after_error="drop"`` (default) leaves them out; ``"wrong"`` labels them
+    wrong, which teaches a PRM that late steps - the answer step above all, wrong in every wrong
+    trajectory - are wrong, and it then flags right solutions too.
     """
+    if after_error not in ("drop", "wrong"):
+        raise ValueError(f"after_error must be 'drop' or 'wrong', got {after_error!r}")
     out = []
     for r in records:
         steps = split_steps(r["response"], SYNTH_SPLIT).texts
         first = r[label_field] if r[label_field] != NO_ERROR else len(steps)
+        if after_error == "drop":
+            steps = steps[: first + 1]
         out.append({"prompt": r["query"], "completions": steps, "labels": [k < first for k in range(len(steps))]})
     return out
 

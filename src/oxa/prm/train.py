@@ -8,8 +8,9 @@ is labelled -100). A transformers ``Trainer`` runs it; the result is an ordinary
 ``AutoModelForTokenClassification`` directory that :func:`oxa.prm.load_prm` loads as a separator PRM.
 
 Without a data file the examples are the synthetic world's planted-error trajectories on problems
-outside the held-out part (:func:`oxa.prm.bench.planted_records` with ``held_out=False``), so a PRM
-trained here is measured on problems it never saw. (TRL 1.x no longer ships its PRM trainer, hence
+outside the held-out part (:func:`oxa.prm.bench.planted_records` with ``held_out=False``), each cut
+after its first error (:func:`oxa.prm.bench.stepwise_records`), so a PRM trained here is measured on
+problems it never saw. (TRL 1.x no longer ships its PRM trainer, hence
 this small one.)
 """
 
@@ -21,6 +22,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, PositiveInt
 
@@ -42,6 +44,8 @@ class PRMTrainConfig(StageConfig):
                               "the synthetic world's planted-error trajectories")
     synthetic_problems: PositiveInt = Field(600, description="without data: problems to plant errors in (each gives "
                                             "one right trajectory and one per slip kind)")
+    after_error: Literal["drop", "wrong"] = Field("drop", description="without data: the steps after a planted first "
+                                                  "error are left out (drop) or labelled wrong")
     prompt_field: str = Field("prompt", description="field holding the question")
     steps_field: str = Field("completions", description="field holding the list of steps")
     labels_field: str = Field("labels", description="field holding one true/false label per step")
@@ -63,7 +67,8 @@ def load_examples(cfg: PRMTrainConfig) -> list[dict]:
     if cfg.data is None:
         from oxa.prm.bench import planted_records, stepwise_records
 
-        return stepwise_records(planted_records(cfg.synthetic_problems, seed=cfg.seed, held_out=False))
+        return stepwise_records(planted_records(cfg.synthetic_problems, seed=cfg.seed, held_out=False),
+                                after_error=cfg.after_error)
     out = []
     for i, r in enumerate(read_records(cfg.data)):
         where = f"{cfg.data}: record {i + 1}"
