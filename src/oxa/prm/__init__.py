@@ -29,11 +29,11 @@ from oxa.prm.steps import Step, Steps, StepSplit, first_below, join_steps, split
 from oxa.prm.train import PRMTrainConfig, train_prm
 
 __all__ = [
-    "DEFAULT_THRESHOLD", "PRM", "BenchReport", "CheckerPRM", "CorrectionRequest", "Corrector", "CorrectorConfig",
-    "GroupDiversity", "Judgement", "ModelCorrector", "PRMConfig", "PRMTrainConfig", "Salvage", "SeparatorPRM",
+    "BenchReport", "CheckerPRM", "CorrectionRequest", "Corrector", "CorrectorConfig", "DEFAULT_THRESHOLD",
+    "GroupDiversity", "Judgement", "ModelCorrector", "PRM", "PRMConfig", "PRMTrainConfig", "Salvage", "SeparatorPRM",
     "Step", "StepInput", "StepSplit", "StepTagPRM", "Steps", "StepsConfig", "StepsSummary", "TeacherCorrector",
     "annotate_steps_file", "apply_corrections", "diversity_metrics", "encode_salvage", "final_answer", "first_below",
     "group_diversity", "join_steps", "judge", "load_prm", "locate_errors", "measure_on_planted", "planted_records",
-    "prm_verifier_agreement", "processbench_report", "split_steps", "step_results", "stepwise_records", "synthetic_group_diversity",
-    "synthetic_strategy", "train_prm",
+    "prm_verifier_agreement", "processbench_report", "split_steps", "step_results", "stepwise_records",
+    "synthetic_group_diversity", "synthetic_strategy", "train_prm",
 ]
