@@ -217,3 +217,64 @@ def test_load_prm_detects_the_style_and_refuses_what_it_cannot_run(tmp_path, sep
         load_prm(PRMConfig(prm=str(tiny_model_dir), device="cpu", good_token="хорошо"))
     with pytest.raises(OxaError, match="one line"):
         load_prm(PRMConfig(prm="checker", separator="\n\n"))
+
+
+REMOTE_PRM_CODE = '''
+import torch
+from transformers import Qwen2Config, Qwen2Model, Qwen2PreTrainedModel
+
+
+class TinyProcessRewardModel(Qwen2PreTrainedModel):
+    """A Qwen2 body and a 2-output MLP head returning a plain tuple, as Qwen2.5-Math-PRM's own code does."""
+
+    config_class = Qwen2Config
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = Qwen2Model(config)
+        h = config.hidden_size
+        self.score = torch.nn.Sequential(torch.nn.Linear(h, h), torch.nn.ReLU(), torch.nn.Linear(h, 2))
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs):
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return (self.score(hidden),)
+'''
+
+
+def test_a_prm_shipping_its_own_code_needs_trust_and_is_read_at_output_0(tmp_path, separator_prm):
+    """The Qwen2.5-Math-PRM path: AutoModel with the repository's code, logits as outputs[0]."""
+    import importlib.util
+    import sys
+
+    from transformers import Qwen2Config
+
+    _, tok = separator_prm
+    (tmp_path / "remote").mkdir()
+    (tmp_path / "remote" / "modeling_tiny_prm.py").write_text(REMOTE_PRM_CODE)
+    spec = importlib.util.spec_from_file_location("modeling_tiny_prm", tmp_path / "remote" / "modeling_tiny_prm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=tok.pad_token_id)
+    config.auto_map = {"AutoModel": "modeling_tiny_prm.TinyProcessRewardModel"}
+    torch.manual_seed(3)
+    model = module.TinyProcessRewardModel(config).eval()
+    model.config.architectures = ["TinyProcessRewardModel"]
+    model.save_pretrained(tmp_path / "remote")
+    tok.save_pretrained(tmp_path / "remote")
+    sys.modules.pop("modeling_tiny_prm", None)
+
+    with pytest.raises(OxaError, match="ships its own model code"):
+        load_prm(PRMConfig(prm=str(tmp_path / "remote"), device="cpu"))
+    prm = load_prm(PRMConfig(prm=str(tmp_path / "remote"), device="cpu", trust_remote_code=True))
+    assert isinstance(prm, SeparatorPRM)
+    got = prm.score(_items())
+    sep_id = tok.convert_tokens_to_ids("<extra_0>")
+    for (query, steps), scores in zip(ITEMS, got):
+        messages = [{"role": "system", "content": QWEN_PRM_SYSTEM}, {"role": "user", "content": query},
+                    {"role": "assistant", "content": "<extra_0>".join(steps) + "<extra_0>"}]
+        ids = torch.tensor([tok(tok.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            logits = model(input_ids=ids)[0][0]
+        assert scores == pytest.approx(torch.softmax(logits[ids[0] == sep_id], -1)[:, 1].tolist(), abs=1e-5)
