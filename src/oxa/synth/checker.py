@@ -28,7 +28,7 @@ from oxa.synth.teacher import reference_values
 
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "mod"}
 _VARIABLE = re.compile(r"[A-Za-z]")
-_BOXED = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
+BOXED = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
 
 
 class StepError(ValueError):
@@ -124,7 +124,7 @@ def check_steps(problem: Problem | dict, response: str) -> StepReport:
     on_track = reference_values(problem)
     steps = tuple(c for c in (check_line(line, on_track) for line in reasoning_lines(response)) if c is not None)
     tail = response.rsplit("</think>", 1)[-1]
-    boxed = _BOXED.findall(tail)
+    boxed = BOXED.findall(tail)
     answer = int(boxed[-1]) if boxed else None
     answer_ok = answer == problem.answer
     first = next((i for i, s in enumerate(steps) if not s.ok), None)

@@ -55,6 +55,7 @@ class Scratchpad:
     avoid: frozenset[int] = frozenset()
     lines: list[str] = field(default_factory=list)
     values: list[int] = field(default_factory=list)  # the result of each step line
+    step_lines: list[int] = field(default_factory=list)  # the index in ``lines`` of each step line
     n_ops: int = 0
     first_error: int | None = None  # index (among step lines) of the line holding the slipped computation
     _pending: bool = False
@@ -76,6 +77,7 @@ class Scratchpad:
     def step(self, text: str, value: int) -> None:
         if self._pending:
             self.first_error, self._pending = len(self.values), False
+        self.step_lines.append(len(self.lines))
         self.lines.append(text)
         self.values.append(value)
 
@@ -342,10 +344,16 @@ class Trajectory:
     n_ops: int  # computations made (where a slip can be planted)
     first_error: int | None  # None for a correct trajectory; len(steps) when only the boxed answer is wrong
     error_kind: str | None = None
+    step_lines: tuple[int, ...] = ()  # the index in ``lines`` of each step line (the rest are prose)
 
     @property
     def response(self) -> str:
-        return "<think>\n" + "\n".join(self.lines) + "\n</think>\nThe answer is \\boxed{" + str(self.boxed) + "}."
+        return "<think>\n" + "\n".join(self.lines) + "\n</think>\n" + answer_line(self.boxed)
+
+
+def answer_line(value: int) -> str:
+    """The line after ``</think>`` that states the answer."""
+    return f"The answer is \\boxed{{{value}}}."
 
 
 def solve(problem: Problem, strategy: str, *, slip: Slip | None = None, avoid: frozenset[int] = frozenset()) -> Trajectory:
@@ -357,7 +365,7 @@ def solve(problem: Problem, strategy: str, *, slip: Slip | None = None, avoid: f
     if slip is None and final != problem.answer:
         raise AssertionError(f"strategy {strategy} solved {problem.id} as {final}, expected {problem.answer}")
     return Trajectory(strategy, tuple(pad.lines), final, tuple(pad.values), pad.n_ops, pad.first_error,
-                      slip.kind if slip else None)
+                      slip.kind if slip else None, tuple(pad.step_lines))
 
 
 def reference_values(problem: Problem) -> frozenset[int]:
@@ -377,7 +385,8 @@ def corrupt(problem: Problem, strategy: str, rng: random.Random, *, kind: str | 
     for _ in range(64):
         k = kind or rng.choice(ERROR_KINDS)
         if k == "answer":
-            boxed = next(problem.answer + d for d in rng.sample([1, -1, 2, -2, 10], 5) if problem.answer + d not in valid)
+            deltas = rng.sample([1, -1, 2, -2, 10], 5) + [3, -3, 97]  # the last ones: when all near values are on track
+            boxed = next(problem.answer + d for d in deltas if problem.answer + d not in valid)
             return replace(clean, boxed=boxed, first_error=len(clean.steps), error_kind=k)
         traj = solve(problem, strategy, slip=Slip(rng.randrange(clean.n_ops), k, rng), avoid=valid)
         if traj.boxed != problem.answer and traj.first_error is not None:
