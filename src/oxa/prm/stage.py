@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import Field, PositiveInt
 
+from oxa.config import cli
 from oxa.distributed import all_sum, dist_info, finish_parts, open_part, shard, shutdown
 from oxa.errors import OxaError, RecordError
 from oxa.io import ReadStats, read_records
@@ -40,8 +41,10 @@ from oxa.records import Fields, get_field, get_text
 class StepsConfig(PRMConfig):
     """Settings of ``oxa steps``."""
 
-    input: Path = Field(description="record file to annotate (JSONL, JSON or Parquet)")
-    output: Path = Field(description="annotated record file (JSONL, or Parquet for .parquet)")
+    input: Path = Field(description="record file to annotate (JSONL, JSON or Parquet)",
+                        json_schema_extra=cli(positional=True))
+    output: Path = Field(description="annotated record file (JSONL, or Parquet for .parquet)",
+                         json_schema_extra=cli("-o"))
     fields: Fields = Field(default_factory=Fields, description="which fields hold the query and the response")
     steps_field: str | None = Field(None, description="field holding each record's steps as a list (ProcessBench's "
                                     "'steps'); unset: split the response")
