@@ -1,0 +1,127 @@
+"""`oxa rl` end to end on a tiny Qwen2: the first update against a hand-written GRPO loss, the logged metrics
+against hand computations, prompt tokens against oxa.prompting, rollouts against their per-sample seeds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from oxa.io import read_records, write_records
+from oxa.rl import RLConfig, train_rl
+
+T = 0.85
+QUERIES = ["What is 3 + 4?", "Add 12 and 30.", "What is 5 + 5?", "Compute 7 + 8."]
+
+
+def length_parity_reward(completions, **kwargs):
+    """A deterministic reward that splits a random model's rollouts: 1 for an odd text length."""
+    return [float(len(c) % 2) for c in completions]
+
+
+class Recorder:
+    """A rollout transform that keeps every graded batch and changes nothing."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, batch, trainer):
+        self.batches.append(batch)
+        return batch
+
+
+def write_prompts(path, n=4):
+    write_records(path, [{"id": f"p{i}", "query": QUERIES[i % 4], "answer": str(i)} for i in range(n)])
+    return path
+
+
+def rl_config(tmp_path, model_dir, **overrides) -> RLConfig:
+    settings = dict(model=str(model_dir), output_dir=tmp_path / "out", prompts=str(write_prompts(tmp_path / "p.jsonl")),
+                    prompt={"suffix": ""}, num_generations=4, prompts_per_step=2, micro_batch_size=4,
+                    max_response_length=10, temperature=T, max_steps=1, seed=3, report_to=["none"])
+    return RLConfig(**(settings | overrides))
+
+
+def sgd(**overrides):
+    """Plain SGD with lr 1, no clipping, decay or schedule: the parameter change is minus the gradient."""
+    return dict(learning_rate=1.0, max_grad_norm=0.0, weight_decay=0.0, lr_scheduler_type="constant",
+                trl_args={"optim": "sgd"}) | overrides
+
+
+def hand_loss(model, batch, aggregation):
+    """The GRPO loss written out: group-normalised advantages, ratio exp(logp - logp.detach()) (= 1, gradient
+    A grad logp), aggregated over every response token of the step; plus the token-mean entropy at T."""
+    rewards = batch.rewards[:, 0].double()
+    groups = rewards.view(-1, 4)
+    adv = ((groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + 1e-4)).flatten()
+    terms, entropies = [], []
+    for a, prompt, completion in zip(adv, batch.prompt_ids, batch.completion_ids):
+        ids = torch.tensor([list(prompt) + list(completion)])
+        logits = model(ids).logits[0, len(prompt) - 1 : -1].double() / T
+        logp_all = torch.log_softmax(logits, -1)
+        logp = logp_all.gather(1, ids[0, len(prompt):, None]).squeeze(1)
+        terms.append(-a * torch.exp(logp - logp.detach()))
+        entropies.append(-(logp_all.exp() * logp_all).sum(-1).detach())
+    if aggregation == "token-mean":
+        loss = torch.cat(terms).sum() / sum(len(t) for t in terms)
+    else:  # seq-mean-token-mean
+        loss = torch.stack([t.mean() for t in terms]).mean()
+    return loss, torch.cat(entropies).mean().item()
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean"])
+def test_first_update_is_the_gradient_of_the_hand_written_grpo_loss(tmp_path, tiny_model_dir, aggregation):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rec = Recorder()
+    cfg = rl_config(tmp_path, tiny_model_dir, loss_aggregation=aggregation, **sgd())
+    out = train_rl(cfg, reward_funcs=[length_parity_reward], rollout_transform=rec, log=lambda *_: None)
+    (batch,) = rec.batches
+    assert len(batch.completion_ids) == 8 and 0 < batch.rewards.sum() < 8
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    trained = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    loss, entropy = hand_loss(model, batch, aggregation)
+    loss.backward()
+    trained_params = dict(trained.named_parameters())
+    for name, param in model.named_parameters():
+        expected = param.detach() - param.grad.float()
+        assert (trained_params[name].detach() - expected).abs().max().item() < 1e-5, name
+
+    (row,) = read_records(out / "rl_metrics.jsonl")
+    assert row["step"] == 1
+    assert row["entropy"] == pytest.approx(entropy, rel=1e-5)
+    assert row["kl"] == pytest.approx(0.0, abs=1e-6) and row["clip_fraction"] == 0.0
+    rewards = batch.rewards[:, 0]
+    assert row["reward_mean"] == pytest.approx(rewards.mean().item())
+    flat = (rewards.view(-1, 4).amax(1) == rewards.view(-1, 4).amin(1)).float().mean().item()
+    assert row["frac_zero_std_groups"] == flat
+    lengths = [len(c) for c in batch.completion_ids]
+    assert row["response_length"] == pytest.approx(sum(lengths) / 8)
+    eos = AutoTokenizer.from_pretrained(tiny_model_dir).eos_token_id
+    assert row["truncated_share"] == pytest.approx(sum(c[-1] != eos for c in batch.completion_ids) / 8)
+    assert all(n <= 10 and (n == 10 or c[-1] == eos) for n, c in zip(lengths, batch.completion_ids))
+
+
+def test_rollouts_use_oxas_prompt_tokens_and_per_sample_seeds(tmp_path, tiny_model_dir):
+    from oxa.generation import SamplingParams
+    from oxa.models import load_model, load_tokenizer
+    from oxa.prompting import PromptFormat, encode_example, encode_prompt
+    from oxa.rl.rollout import rollout_seeds, sample_rollouts
+
+    rec = Recorder()
+    cfg = rl_config(tmp_path, tiny_model_dir, prompt={}, max_prompt_length=4096, learning_rate=1e-3)
+    train_rl(cfg, reward_funcs=[length_parity_reward], rollout_transform=rec, log=lambda *_: None)
+    (batch,) = rec.batches
+    tok = load_tokenizer(tiny_model_dir)
+    fmt = PromptFormat()  # the paper's suffix, chat template: the default of every stage
+    for record, prompt in zip(batch.records, batch.prompt_ids):
+        assert list(prompt) == encode_prompt(tok, record["prompt"], fmt)
+        enc = encode_example(tok, record["prompt"], "a response", fmt)  # what scoring and training see
+        assert list(prompt) == enc.input_ids[: enc.n_prompt]
+    assert all(len({r["prompt"] for r in batch.records[g:g + 4]}) == 1 for g in (0, 4))  # groups are contiguous
+    # each rollout is the sample its seed (seed, step 0, position) draws from the starting policy
+    model = load_model(tiny_model_dir)
+    again = sample_rollouts(model, load_tokenizer(tiny_model_dir, padding_side="left"), batch.prompt_ids,
+                            rollout_seeds(3, 0, 0, 8), SamplingParams(temperature=T, top_p=1.0, max_new_tokens=10),
+                            batch_size=3)
+    assert again == [list(c) for c in batch.completion_ids]
