@@ -125,3 +125,49 @@ def test_rollouts_use_oxas_prompt_tokens_and_per_sample_seeds(tmp_path, tiny_mod
                             rollout_seeds(3, 0, 0, 8), SamplingParams(temperature=T, top_p=1.0, max_new_tokens=10),
                             batch_size=3)
     assert again == [list(c) for c in batch.completion_ids]
+
+
+class CrashAfter:
+    """Raises once optimizer step ``step`` is done and logged, as a killed job would stop."""
+
+    def __init__(self, step):
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                if state.global_step == outer.step:
+                    raise RuntimeError("simulated crash")
+
+        self.step, self.callback = step, _Callback()
+
+
+def params(path):
+    from transformers import AutoModelForCausalLM
+
+    return {k: v.detach() for k, v in AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).named_parameters()}
+
+
+@pytest.mark.slow
+def test_an_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, tiny_model_dir):
+    common = dict(max_steps=4, save_steps=2, learning_rate=0.02, policy_loss="clip-cov", clip_cov_ratio=0.05,
+                  clip_cov_lb=-1e9, clip_cov_ub=1e9)  # a wide Clip-Cov window: its random draw must resume too
+    full = train_rl(rl_config(tmp_path / "a", tiny_model_dir, **common), reward_funcs=[length_parity_reward],
+                    log=lambda *_: None)
+
+    cfg = rl_config(tmp_path / "b", tiny_model_dir, **common)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_rl(cfg, reward_funcs=[length_parity_reward], callbacks=[CrashAfter(3).callback], log=lambda *_: None)
+    assert [r["step"] for r in read_records(cfg.output_dir / "rl_metrics.jsonl")] == [1, 2, 3]
+    resumed = train_rl(cfg.model_copy(update={"resume_from_checkpoint": "latest"}),
+                       reward_funcs=[length_parity_reward], log=lambda *_: None)
+
+    a, b = params(full), params(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows_a, rows_b = read_records(full / "rl_metrics.jsonl"), read_records(resumed / "rl_metrics.jsonl")
+    assert [r["step"] for r in rows_b] == [1, 2, 3, 4]  # step 3 logged once, though it ran twice (after checkpoint-2)
+    for ra, rb in zip(rows_a, rows_b):
+        for key in ("reward_mean", "entropy", "response_length", "cov_selected_tokens", "kl"):
+            assert ra[key] == rb[key], (ra["step"], key)
+    assert sum(r["cov_selected_tokens"] for r in rows_a) > 0

@@ -3,6 +3,9 @@
 Built against trl 1.16 (pinned in pyproject.toml: the methods overridden here are private). What
 differs from a plain ``GRPOTrainer``, and why:
 
+* ``_get_train_sampler``: TRL's sampler draws every epoch's prompt order from one generator advanced epoch
+  after epoch, so a run resumed in epoch k > 0 would replay epoch 0's order; here epoch k's order is
+  seeded by (seed, k) (the Trainer calls ``set_epoch``), and the resumed run sees the same next prompts.
 * ``_tokenize_prompts``: the dataset's ``prompt`` is the bare query; its tokens come from
   :func:`oxa.prompting.encode_prompt`, the one prompt definition of scoring, training, generation and
   evaluation (TRL would render its own chat template call).
@@ -35,6 +38,7 @@ from accelerate.utils import gather, gather_object
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
+from trl.trainer.utils import RepeatSampler
 
 from oxa.generation import SamplingParams, sample_seed
 from oxa.prompting import encode_prompt
@@ -61,6 +65,13 @@ class OxaGRPOTrainer(GRPOTrainer):
         self.add_callback(_WindowStart(self))
 
     # ------------------------------------------------------------------------------------------ rollouts
+
+    def _get_train_sampler(self, dataset=None):  # TRL's sampler, made epoch-seeded
+        return EpochSeededRepeatSampler(
+            data_source=self.train_dataset if dataset is None else dataset, mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation, shuffle=self.shuffle_dataset,
+            seed=self.args.seed)
 
     def _tokenize_prompts(self, prompts: list):
         return [encode_prompt(self._tokenizer, query, self.rl.prompt) for query in prompts], None, {}
@@ -267,3 +278,11 @@ class _WindowStart(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.trainer._window_start, self.trainer._window_steps_at = time.perf_counter(), state.global_step
+
+
+class EpochSeededRepeatSampler(RepeatSampler):
+    """TRL's RepeatSampler whose epoch-k order depends only on (seed, k)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.shuffle:
+            self.generator.manual_seed(sample_seed(self.seed, "epoch", epoch))
