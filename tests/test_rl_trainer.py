@@ -171,3 +171,48 @@ def test_an_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path,
         for key in ("reward_mean", "entropy", "response_length", "cov_selected_tokens", "kl"):
             assert ra[key] == rb[key], (ra["step"], key)
     assert sum(r["cov_selected_tokens"] for r in rows_a) > 0
+
+
+def verified_reward(completions, answer, **kwargs):
+    """Plain math-verify grading (oxa verify's rule) as the reward."""
+    from oxa.verify import grade_many
+
+    return [float(v.correct) for v in grade_many(completions, answer, workers=1, progress=False)]
+
+
+@pytest.mark.slow
+def test_periodic_evaluation_is_oxa_eval_and_best_is_the_best_evaluated_policy(tmp_path, synth_base_model):
+    from oxa.evaluation import EvalConfig, evaluate
+    from oxa.synth.world import WorldConfig, build_world
+
+    _, base = synth_base_model
+    rl = build_world(WorldConfig(n_queries=1, rl_prompts=8, benchmark_per_difficulty=0))["rl"]
+    write_records(tmp_path / "rl.jsonl", rl)
+    ev = dict(benchmarks=["synth-easy"], every=1, n=2, limit=6, max_new_tokens=96, batch_size=16)
+    cfg = RLConfig(model=str(base), output_dir=tmp_path / "out", prompts=str(tmp_path / "rl.jsonl"),
+                   num_generations=4, prompts_per_step=2, micro_batch_size=8, max_response_length=96, max_steps=2,
+                   learning_rate=3e-3, seed=1, eval=ev)
+    out = train_rl(cfg, reward_funcs=[verified_reward], log=lambda *_: None)
+
+    all_rows = read_records(out / "rl_metrics.jsonl")
+    assert [(r["step"], "entropy" in r) for r in all_rows] == [(0, False), (1, False), (1, True), (2, False), (2, True)]
+    rows = [r for r in all_rows if "eval/synth-easy/pass@1" in r]
+    passes = [r["eval/synth-easy/pass@1"] for r in rows]
+    assert max(passes) > 0  # the quick base model solves some easy problems: the choice of best/ means something
+    assert all(set(r) >= {"eval/synth-easy/pass@2", "eval/synth-easy/entropy"} for r in rows)
+
+    # step 0 is `oxa eval` of the starting model with the same settings: the same samples, the same Pass@1
+    direct = evaluate(EvalConfig(model=str(base), benchmarks=["synth-easy"], output=tmp_path / "direct", n=2, limit=6,
+                                 temperature=0.6, top_p=0.95, max_new_tokens=96, seed=1, progress=False))
+    assert direct["benchmarks"]["synth-easy"]["pass@1"] == passes[0]
+    ours = read_records(out / "eval" / "step-000000" / "samples.jsonl")
+    assert [s["response"] for s in ours] == [s["response"] for s in read_records(tmp_path / "direct" / "samples.jsonl")]
+
+    # best/ holds the first evaluation with the highest Pass@1, and evaluating it again gives that value
+    import json
+
+    best = json.loads((out / "best" / "best.json").read_text())
+    assert best["step"] == passes.index(max(passes)) and best["value"] == max(passes)
+    again = evaluate(EvalConfig(model=str(out / "best"), benchmarks=["synth-easy"], output=tmp_path / "again", n=2,
+                                limit=6, temperature=0.6, top_p=0.95, max_new_tokens=96, seed=1, progress=False))
+    assert again["benchmarks"]["synth-easy"]["pass@1"] == best["value"]

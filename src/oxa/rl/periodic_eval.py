@@ -21,6 +21,7 @@ from accelerate.utils import broadcast_object_list
 from transformers import TrainerCallback
 from trl.models import unwrap_model_for_generation
 
+import oxa.synth  # noqa: F401  (registers the synthetic world's benchmarks: synth, synth-easy, ...)
 from oxa.evaluation import EvalConfig, evaluate
 from oxa.evaluation.run import benchmark_key
 from oxa.generation import TransformersBackend

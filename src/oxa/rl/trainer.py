@@ -262,10 +262,13 @@ class OxaGRPOTrainer(GRPOTrainer):
 
     def eval_row(self, step: int, metrics: dict[str, Any]) -> None:
         """An evaluation row: to report_to (bypassing GRPOTrainer.log, whose buffered rollout metrics belong to
-        the next training row) and to rl_metrics.jsonl."""
+        the next training row) and to rl_metrics.jsonl. Logging clears the Trainer's should_log flag, which
+        is restored so that this step's training row is still logged."""
         from transformers import Trainer
 
+        should_log = self.control.should_log
         Trainer.log(self, dict(metrics))
+        self.control.should_log = should_log
         if self.accelerator.is_main_process:
             self.metrics_file.append({"step": step, **metrics})
 
