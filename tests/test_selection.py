@@ -427,3 +427,13 @@ def test_fractional_lengths_rank_like_integers():
                for i, x in enumerate([3.5, 10.25, 0.5, 7.0, 10.25, 1e12])]
     picked = select_gaussian(records, 3, mu=2.525, sigma=0.01, seed=0).indices.tolist()
     assert picked == [1, 4, 5]  # the longest three, whatever their type or magnitude
+
+
+def test_plots_and_selection_do_not_import_each_other():
+    """oxa.plots draws bins from oxa.binning; importing it must not pull in the selection package."""
+    import subprocess
+    import sys
+
+    code = "import sys, oxa.plots; print('oxa.selection' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

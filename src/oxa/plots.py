@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oxa.binning import display_binning
 from oxa.io import atomic_open
 
 _COLOURS = ("#9aa5b1", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b")
@@ -15,8 +16,6 @@ _COLOURS = ("#9aa5b1", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b")
 
 def _edges_for(values: list[np.ndarray], width: float = 0.05) -> np.ndarray:
     """The bins ``oxa select`` shows a non-Gaussian selection in, over the finite values of every series."""
-    from oxa.selection import display_binning
-
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
     return display_binning(finite, width).edges
 

@@ -9,7 +9,12 @@ found in it are drawn too. The page has:
 * ``entropy.png``: policy entropy and mean response length per method;
 * ``difficulty.png``: Pass@1 gains over a baseline by the baseline's pass-count bucket (Figure 2d),
   with ``--baseline RUN`` (or from the buckets ``oxa eval --reference`` stored);
-* ``ppl_<run>_<selection>.png``: pool, selection and target PPL histograms.
+* ``ppl_<run>_<selection>.png``: pool, selection and target PPL histograms;
+* ``rl_curves.png``: for RL runs (an ``oxa rl`` output directory, holding ``rl_metrics.jsonl``),
+  training reward, policy entropy and held-out Pass@1 against the optimizer step, runs side by side
+  (Figure 2b-c), with a table of where each run started and ended.
+
+A run may be an evaluation run, an RL run, or both (an RL directory with an ``oxa eval`` results.json).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from pydantic import Field
 
 from oxa.config import StageConfig
 from oxa.errors import OxaError
@@ -245,6 +252,151 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
 
 
+# ------------------------------------------------------------------------------------ RL curves
+
+RL_METRICS_FILE = "rl_metrics.jsonl"
+RL_PANELS = {"reward_mean": "Training reward (mean)", "entropy": "Policy entropy (nats / token)",
+             "response_length": "Response length (tokens)", "kl": "KL to the start", "reward_std": "Reward std",
+             "frac_zero_std_groups": "Groups without signal (share)", "clip_fraction": "Clip fraction"}
+"""Training metrics ``oxa report`` can draw, with their panel titles (keys of ``rl_metrics.jsonl``)."""
+_PASS1 = re.compile(r"^eval/(.+)/pass@1$")
+
+
+@dataclass
+class RLRun:
+    """One RL run's logged rows (``rl_metrics.jsonl``), in step order."""
+
+    name: str
+    path: Path
+    rows: list[dict]
+
+    def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of the rows holding a finite number under ``key``; a step logged twice (a
+        resumed run that logged it again) keeps its last value."""
+        points = {r["step"]: float(r[key]) for r in self.rows
+                  if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool) and math.isfinite(r[key])}
+        steps = sorted(points)
+        return np.array(steps, dtype=float), np.array([points[s] for s in steps], dtype=float)
+
+    @property
+    def benchmarks(self) -> list[str]:
+        """Benchmarks with held-out Pass@1 rows (``eval/<benchmark>/pass@1``), in first-seen order."""
+        return list(dict.fromkeys(m.group(1) for r in self.rows for k in r if (m := _PASS1.match(k))))
+
+
+def find_rl_metrics(path: str | Path) -> Path | None:
+    """``rl_metrics.jsonl`` of a run: the path itself, in the directory, or one level down; None if none."""
+    path = Path(path)
+    if path.is_file():
+        return path if path.name.endswith(".jsonl") else None
+    found = sorted(path.glob(RL_METRICS_FILE)) or sorted(path.glob(f"*/{RL_METRICS_FILE}"))
+    if len(found) > 1:
+        raise OxaError(f"{path}: several {RL_METRICS_FILE} ({', '.join(map(str, found))}); name one file")
+    return found[0] if found else None
+
+
+def load_rl_run(path: str | Path, name: str | None = None) -> RLRun:
+    """The rows of an ``rl_metrics.jsonl`` (or of the run directory holding one). Each row needs an
+    integer ``step``; a malformed line is an error naming file and line, except a torn last line (a run
+    killed while writing), which is skipped."""
+    file = find_rl_metrics(path)
+    if file is None:
+        raise OxaError(f"{path}: no {RL_METRICS_FILE} (from `oxa rl`) in it or one level down")
+    lines = file.read_text(encoding="utf-8").splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            if i == last:
+                break
+            raise OxaError(f"{file}:{i + 1}: malformed JSON: {e}") from None
+        if not isinstance(row, dict) or isinstance(row.get("step"), bool) or not isinstance(row.get("step"), int):
+            raise OxaError(f"{file}:{i + 1}: a metrics row must be a JSON object with an integer 'step'")
+        rows.append(row)
+    if not rows:
+        raise OxaError(f"{file}: no metrics rows")
+    rows.sort(key=lambda r: r["step"])  # stable: a step logged twice keeps its order
+    return RLRun(name or file.parent.name or str(file), file.parent, rows)
+
+
+def smoothed(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over up to ``window`` points (the first points average what there is)."""
+    if window <= 1 or len(values) == 0:
+        return values
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    start = np.maximum(idx - window, 0)
+    return (sums[idx] - sums[start]) / (idx - start)
+
+
+def rl_curves_figure(runs: list[RLRun], *, metrics: tuple[str, ...] = ("reward_mean", "entropy"),
+                     benchmarks: list[str] | None = None, smooth: int = 1):
+    """The Figure 2b-c panels: each training metric, then held-out Pass@1 (%) per benchmark, against the
+    optimizer step; one line per run (same colour in every panel). Returns the matplotlib figure."""
+    benchmarks = benchmarks if benchmarks is not None else list(dict.fromkeys(b for r in runs for b in r.benchmarks))
+    panels = [(m, RL_PANELS.get(m, m), smooth, 1.0) for m in metrics]
+    panels += [(f"eval/{b}/pass@1", f"Held-out Pass@1 (%): {b}", 1, 100.0) for b in benchmarks]
+    fig, axes = _grid(len(panels))
+    for ax, (key, title, window, scale) in zip(axes, panels):
+        for i, r in enumerate(runs):
+            steps, values = r.series(key)
+            if len(steps):
+                ax.plot(steps, scale * smoothed(values, window), label=r.name, color=f"C{i}",
+                        marker="o" if key.startswith("eval/") else None, ms=3)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("RL training" + (f" (trailing mean over {smooth} steps)" if smooth > 1 else ""), y=1.03)
+    return fig
+
+
+def plot_rl_curves(runs: list[RLRun], path: Path, **kwargs) -> Path:
+    """Save :func:`rl_curves_figure` as a PNG."""
+    return _save(rl_curves_figure(runs, **kwargs), path)
+
+
+def _ends(values: np.ndarray) -> tuple[float, float]:
+    """Means of the first and the last tenth of a series (at least one point each)."""
+    k = max(1, len(values) // 10)
+    return float(values[:k].mean()), float(values[-k:].mean())
+
+
+def rl_summary_table(runs: list[RLRun]) -> str:
+    """Markdown: per run, its last step, reward and entropy at the start and the end of training, and
+    held-out Pass@1 at the first evaluation, the last, and the best with its step."""
+    benchmarks = list(dict.fromkeys(b for r in runs for b in r.benchmarks))
+    head = ["Run", "Steps", "Reward (start → end)", "Entropy (start → end)"]
+    head += [f"{b} Pass@1 (first → last; best @ step)" for b in benchmarks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        cells = [r.name, str(max(row["step"] for row in r.rows))]
+        for key in ("reward_mean", "entropy"):
+            _, v = r.series(key)
+            cells.append("–" if not len(v) else "{:.3f} → {:.3f}".format(*_ends(v)))
+        for b in benchmarks:
+            steps, v = r.series(f"eval/{b}/pass@1")
+            best = int(np.argmax(v)) if len(v) else None
+            cells.append("–" if best is None else f"{_pct(v[0])} → {_pct(v[-1])}; {_pct(v[best])} @ {int(steps[best])}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def rl_section(runs: list[RLRun], out: Path, *, smooth: int = 1) -> list[str]:
+    """The markdown (and ``rl_curves.png``) of the RL runs."""
+    png = plot_rl_curves(runs, out / "rl_curves.png", smooth=smooth)
+    return ["## RL training", "", "RL runs: " + ", ".join(f"`{r.name}` ({r.path})" for r in runs), "",
+            rl_summary_table(runs), "",
+            f"![RL curves]({png.name})", "",
+            "Reward: mean over the step's rollouts; entropy: token mean of the pre-update policy's entropy at the "
+            "rollout temperature over the step's response tokens (verl's); start / end: means over the first / last "
+            "tenth of the logged steps. Pass@1: held-out evaluation during training.", ""]
+
+
 class ReportConfig(StageConfig):
     """Settings of ``oxa report``."""
 
@@ -253,25 +405,51 @@ class ReportConfig(StageConfig):
     names: list[str] | None = None
     baseline: Path | None = None
     title: str = "OXA run comparison"
+    rl_smooth: int = Field(1, ge=1, description="RL curves: plot the trailing mean of this many logged steps "
+                           "(1: the raw values).")
 
 
 def report_file(cfg: ReportConfig) -> Path:
-    return build_report(cfg.runs, cfg.output, names=cfg.names, baseline=cfg.baseline, title=cfg.title)
+    return build_report(cfg.runs, cfg.output, names=cfg.names, baseline=cfg.baseline, title=cfg.title,
+                        rl_smooth=cfg.rl_smooth)
+
+
+def _has_results(path: Path) -> bool:
+    return path.is_file() or bool(sorted(path.glob("results.json")) or sorted(path.glob("*/results.json")))
 
 
 def build_report(run_dirs: list[str | Path], out_dir: str | Path, *, names: list[str] | None = None,
-                 baseline: str | Path | None = None, title: str = "OXA run comparison") -> Path:
+                 baseline: str | Path | None = None, title: str = "OXA run comparison", rl_smooth: int = 1) -> Path:
     """Write ``out_dir/report.md`` and its PNGs; returns the markdown path."""
     if names and len(names) != len(run_dirs):
         raise OxaError(f"{len(names)} --name values for {len(run_dirs)} runs")
-    runs = [load_run(d, names[i] if names else None) for i, d in enumerate(run_dirs)]
-    if len({r.name for r in runs}) < len(runs):
+    runs, rl_runs = [], []
+    for i, d in enumerate(run_dirs):
+        name = names[i] if names else None
+        metrics = find_rl_metrics(d)
+        if metrics is not None:
+            rl_runs.append(load_rl_run(metrics, name or Path(d).name))
+        if metrics is None or _has_results(Path(d)):
+            runs.append(load_run(d, name))
+    if len({r.name for r in runs}) < len(runs) or len({r.name for r in rl_runs}) < len(rl_runs):
         raise OxaError("two runs share a name; give each a --name")
+    out = Path(out_dir)
+    md = [f"# {title}", ""]
+    if runs:
+        md += _eval_sections(runs, out, baseline)
+    if rl_runs:
+        md += rl_section(rl_runs, out, smooth=rl_smooth)
+    path = out / "report.md"
+    write_text(path, "\n".join(md))
+    return path
+
+
+def _eval_sections(runs: list[Run], out: Path, baseline: str | Path | None) -> list[str]:
+    """The markdown (and PNGs) of the evaluation runs: tables, Pass@k, entropy, difficulty, PPL."""
     base = None
     if baseline is not None:
         base = next((r for r in runs if r.path == Path(baseline) or r.name == str(baseline)), None) or load_run(baseline)
-    out = Path(out_dir)
-    md = [f"# {title}", "", "Runs: " + ", ".join(f"`{r.name}` ({r.path}, model `{r.results.get('model')}`)" for r in runs), "",
+    md = ["Runs: " + ", ".join(f"`{r.name}` ({r.path}, model `{r.results.get('model')}`)" for r in runs), "",
           "## Pass@1 and Pass@k (%)", "", comparison_table(runs), "",
           "Pass@1 is the mean correctness over all samples; Pass@k is the unbiased estimator at k = n samples "
           "per problem; Avg. is the unweighted mean over benchmarks.", "",
@@ -298,9 +476,7 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path, *, names: list
             stem = h.name.removesuffix(".hist.json")
             png = plot_selection_histogram(h, out / f"ppl_{_slug(r.name)}_{_slug(stem)}.png", f"{r.name}: {stem}")
             md += [f"![{r.name} {stem}]({png.name})", ""]
-    path = out / "report.md"
-    write_text(path, "\n".join(md))
-    return path
+    return md
 
 
 def console_table(results: dict):
