@@ -4,9 +4,9 @@
                                  [--steps 3] [--repeats 2] [--threads 2]
 
 The TRL side is what a TRL user writes: ``GRPOTrainer`` with the prompt as a chat message (query + the paper's
-suffix) and ``trl.rewards.accuracy_reward`` (math-verify). The oxa side is ``oxa.rl.train_rl`` with its
-default verifiable reward when installed (else the same accuracy reward), once with oxa's rollouts and once
-with TRL's (``rollout_backend: trl``), which isolates the trainer's own overhead. Both use the same GRPO
+suffix) and ``trl.rewards.accuracy_reward`` (math-verify in the trainer's process). The oxa side is
+``oxa.rl.train_rl`` with its default reward (``oxa.rl.reward.MathReward``: math-verify in a deadline pool of
+grading processes), once with oxa's rollouts and once with TRL's (``rollout_backend: trl``), which isolates the trainer's own overhead. Both use the same GRPO
 settings: temperature 0.85, top-p 1, KL 0.001 to the starting model, one optimizer step per rollout batch.
 Prompts are the synthetic world's RL split (nothing to download). Each run's first step is a warm-up; the
 median seconds per step over the remaining steps of all repeats is printed with the ratio to TRL's.
@@ -73,23 +73,16 @@ def run_trl(model: str, prompts: list[dict], args, out: Path) -> list[float]:
 def run_oxa(model: str, prompts: list[dict], args, out: Path, backend: str) -> list[float]:
     from oxa.io import write_records
     from oxa.rl import RLConfig, train_rl
-    from oxa.rl.run import default_reward
+    from oxa.rl.reward import MathReward
 
     write_records(out / "prompts.jsonl", prompts)
     cfg = RLConfig(model=model, output_dir=out, prompts=str(out / "prompts.jsonl"), num_generations=args.n,
                    prompts_per_step=args.prompts, micro_batch_size=args.prompts * args.n,
                    max_response_length=args.max_new_tokens, max_steps=args.steps, rollout_backend=backend,
                    rollout_batch_size=args.prompts * args.n, seed=0)
-    try:
-        reward = default_reward(cfg)
-    except Exception:  # noqa: BLE001  (oxa's reward not installed: the same math-verify reward as the TRL side)
-        from trl.rewards import accuracy_reward
-
-        def reward(completions, answer, **kwargs):
-            return accuracy_reward([[{"content": c}] for c in completions], answer)
-
     clock = StepClock()
-    train_rl(cfg, reward_funcs=[reward], callbacks=[clock], log=lambda *_: None)
+    with MathReward(cfg.reward) as reward:
+        train_rl(cfg, reward_funcs=[reward], callbacks=[clock], log=lambda *_: None)
     return clock.seconds
 
 

@@ -18,11 +18,7 @@ from oxa.config import StageConfig
 from oxa.prompting import PromptFormat
 from oxa.records import Fields
 from oxa.rl.policy_loss import OffPolicyMode, PolicyLossName
-
-try:
-    from oxa.rl.reward import RewardConfig
-except ImportError:  # the reward branch is not merged yet: keep its settings as a plain mapping
-    RewardConfig = dict  # type: ignore[misc,assignment]
+from oxa.rl.reward import RewardConfig
 
 LossAggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 """verl's names. token-mean: every response token of the optimizer step weighs the same (verl's default;

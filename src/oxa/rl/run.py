@@ -18,10 +18,8 @@ from oxa.rl.rollout import RolloutTransform
 
 def load_rl_prompts(cfg: RLConfig) -> list[dict]:
     """The prompt records of ``cfg.prompts`` (id, bare query, answer)."""
-    try:
-        from oxa.rl.prompts import load_prompts
-    except ImportError:  # until the reward branch (which owns oxa.rl.prompts) is merged
-        from oxa.benchmarks import load_benchmark as load_prompts
+    from oxa.rl.prompts import load_prompts
+
     records = load_prompts(cfg.prompts, fields=cfg.fields, limit=cfg.limit, data_dir=cfg.data_dir)
     if not records:
         raise OxaError(f"{cfg.prompts}: no prompts")
@@ -117,14 +115,6 @@ def grpo_args(cfg: RLConfig, world: int):
     )
 
 
-def default_reward(cfg: RLConfig):
-    try:
-        from oxa.rl.reward import MathReward
-    except ImportError:
-        raise OxaError("the default RL reward (oxa.rl.reward) is not installed; pass reward_funcs") from None
-    return MathReward(cfg.reward)
-
-
 def train_rl(cfg: RLConfig, *, reward_funcs=None, rollout_transform: RolloutTransform | None = None,
              callbacks: list | None = None, log=print) -> Path:
     """Run GRPO as ``cfg`` says; returns ``cfg.output_dir``, which holds the final policy (and best/ with
@@ -134,8 +124,13 @@ def train_rl(cfg: RLConfig, *, reward_funcs=None, rollout_transform: RolloutTran
     from transformers.trainer_utils import get_last_checkpoint
 
     from oxa.rl.periodic_eval import PeriodicEval
+    from oxa.rl.reward import MathReward
     from oxa.rl.trainer import OxaGRPOTrainer
 
+    if reward_funcs is None:  # the paper's reward; its grading processes stop when the run ends
+        with MathReward(cfg.reward) as reward:
+            return train_rl(cfg, reward_funcs=[reward], rollout_transform=rollout_transform, callbacks=callbacks,
+                            log=log)
     check_backends(cfg)
     rank, world = dist_info()
     say = log if rank == 0 else (lambda *_: None)
@@ -149,7 +144,7 @@ def train_rl(cfg: RLConfig, *, reward_funcs=None, rollout_transform: RolloutTran
         f"{cfg.updates_per_rollout_batch} optimizer step(s) per batch, {world} process(es) x "
         f"{args.gradient_accumulation_steps} micro-batches of {cfg.micro_batch_size}")
     trainer = OxaGRPOTrainer(
-        model=resolve(cfg.model), reward_funcs=reward_funcs if reward_funcs is not None else default_reward(cfg),
+        model=resolve(cfg.model), reward_funcs=reward_funcs,
         args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks,
         rl=cfg, rollout_transform=rollout_transform)
     if cfg.eval.benchmarks:
