@@ -163,4 +163,5 @@ def train_rl(cfg: RLConfig, *, reward_funcs=None, rollout_transform: RolloutTran
             "prompts": len(rows), "dropped_long_prompts": dropped, "global_steps": result.global_step,
             "seconds": time.time() - started, "metrics": result.metrics, "config": cfg.model_dump(mode="json"),
         })
+    trainer.accelerator.wait_for_everyone()  # every process returns once the saved policy exists
     return Path(cfg.output_dir)
