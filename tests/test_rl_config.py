@@ -95,3 +95,21 @@ def test_a_config_typo_names_the_file_and_key(tmp_path):
     with pytest.raises(OxaError, match="best_by"):
         validate(RLConfig, {"model": "m", "output_dir": "o", "prompts": "p",
                             "eval": {"benchmarks": ["aime24"], "best_by": "aime25"}}, source="x")
+
+
+def test_prompts_longer_than_max_prompt_length_are_dropped_and_counted(tmp_path, tiny_model_dir):
+    from oxa.models import load_tokenizer
+    from oxa.prompting import PromptFormat, encode_prompt
+    from oxa.rl.run import prompt_rows
+
+    tok = load_tokenizer(tiny_model_dir, padding_side="left")
+    records = [{"id": "a", "query": "What is 1 + 1?", "answer": "2"},
+               {"id": "b", "query": "What is 1 + 1? " * 40, "answer": ["2", "two"]},
+               {"id": "c", "query": "What is 2 + 2?", "answer": "4"}]
+    fits = len(encode_prompt(tok, "What is 1 + 1?", PromptFormat()))
+    cfg = RLConfig(model=str(tiny_model_dir), output_dir=tmp_path, prompts="p", max_prompt_length=fits)
+    rows, dropped = prompt_rows(records, tok, cfg)
+    assert dropped == 1 and [(r["id"], r["prompt"], r["answer"]) for r in rows] == \
+        [("a", "What is 1 + 1?", "2"), ("c", "What is 2 + 2?", "4")]
+    rows, dropped = prompt_rows(records, tok, cfg.model_copy(update={"max_prompt_length": 4096}))
+    assert dropped == 0 and [r["answer"] for r in rows] == [["2"], ["2", "two"], ["4"]]  # one Arrow type: lists

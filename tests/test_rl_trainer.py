@@ -47,19 +47,22 @@ def sgd(**overrides):
                 trl_args={"optim": "sgd"}) | overrides
 
 
-def hand_loss(model, batch, aggregation):
+def hand_loss(model, batch, aggregation, gamma=0.1):
     """The GRPO loss written out: group-normalised advantages, ratio exp(logp - logp.detach()) (= 1, gradient
-    A grad logp), aggregated over every response token of the step; plus the token-mean entropy at T."""
+    A grad logp) - or LUFFY's -A p / (p + gamma) on tokens marked off-policy - aggregated over every response
+    token of the step; plus the token-mean entropy at T."""
     rewards = batch.rewards[:, 0].double()
     groups = rewards.view(-1, 4)
     adv = ((groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + 1e-4)).flatten()
+    off_policy = batch.off_policy or [[False] * len(c) for c in batch.completion_ids]
     terms, entropies = [], []
-    for a, prompt, completion in zip(adv, batch.prompt_ids, batch.completion_ids):
+    for a, prompt, completion, off in zip(adv, batch.prompt_ids, batch.completion_ids, off_policy):
         ids = torch.tensor([list(prompt) + list(completion)])
         logits = model(ids).logits[0, len(prompt) - 1 : -1].double() / T
         logp_all = torch.log_softmax(logits, -1)
         logp = logp_all.gather(1, ids[0, len(prompt):, None]).squeeze(1)
-        terms.append(-a * torch.exp(logp - logp.detach()))
+        p = logp.exp()
+        terms.append(torch.where(torch.tensor(off), -a * p / (p + gamma), -a * torch.exp(logp - logp.detach())))
         entropies.append(-(logp_all.exp() * logp_all).sum(-1).detach())
     if aggregation == "token-mean":
         loss = torch.cat(terms).sum() / sum(len(t) for t in terms)
@@ -100,6 +103,38 @@ def test_first_update_is_the_gradient_of_the_hand_written_grpo_loss(tmp_path, ti
     eos = AutoTokenizer.from_pretrained(tiny_model_dir).eos_token_id
     assert row["truncated_share"] == pytest.approx(sum(c[-1] != eos for c in batch.completion_ids) / 8)
     assert all(n <= 10 and (n == 10 or c[-1] == eos) for n, c in zip(lengths, batch.completion_ids))
+
+
+class Salvage:
+    """A rollout transform as SCOPE's will be: it replaces rollout 0 with a corrected answer whose first three
+    tokens it marks off-policy, and grades it correct."""
+
+    def __call__(self, batch, trainer):
+        tok = trainer.processing_class
+        ids = tok("12 + 30 = 42", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        batch.completion_ids[0], batch.completions[0] = ids, tok.decode(ids[:-1])
+        batch.rewards[0, 0] = 1.0
+        batch.off_policy = [[r == 0 and t < 3 for t in range(len(c))] for r, c in enumerate(batch.completion_ids)]
+        batch.metrics = {"salvage/rows": 1.0}
+        self.batch = batch
+        return batch
+
+
+def test_a_rollout_transform_replaces_rollouts_and_its_off_policy_tokens_get_luffys_loss(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    salvage = Salvage()
+    cfg = rl_config(tmp_path, tiny_model_dir, **sgd())
+    out = train_rl(cfg, reward_funcs=[length_parity_reward], rollout_transform=salvage, log=lambda *_: None)
+    batch = salvage.batch
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    loss, _ = hand_loss(model, batch, "token-mean")
+    loss.backward()
+    trained = dict(AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).named_parameters())
+    for name, param in model.named_parameters():
+        assert (trained[name].detach() - (param.detach() - param.grad.float())).abs().max().item() < 1e-5, name
+    (row,) = read_records(out / "rl_metrics.jsonl")
+    assert row["salvage/rows"] == 1.0 and row["reward_mean"] == pytest.approx(batch.rewards.mean().item())
 
 
 def test_rollouts_use_oxas_prompt_tokens_and_per_sample_seeds(tmp_path, tiny_model_dir):

@@ -95,7 +95,7 @@ class OxaGRPOTrainer(GRPOTrainer):
          tool_images) = super()._generate(prompts)
         generated = time.perf_counter()
         inputs = self._rollout_inputs
-        rewards = GRPOTrainer._calculate_rewards(self, inputs, prompts, completions, completion_ids)
+        rewards = GRPOTrainer._calculate_rewards(self, inputs, prompts, completions, completion_ids)  # TRL's grading
         rank = self.accelerator.process_index
         batch = RolloutBatch(records=inputs, prompt_ids=prompt_ids, completion_ids=completion_ids,
                              completions=completions, rewards=rewards[rank * len(prompts):(rank + 1) * len(prompts)],
@@ -104,6 +104,7 @@ class OxaGRPOTrainer(GRPOTrainer):
         graded = time.perf_counter()
         if self.rollout_transform is not None:
             batch = self.rollout_transform(batch, self)
+            self._reward_statuses()  # the transform's own grading is reported in its metrics, not as rollouts
         self._rollout_rewards = gather(batch.rewards)
         self._off_policy = batch.off_policy
         self._log_rollouts(batch, statuses)
