@@ -12,7 +12,7 @@ from oxa.config import load_yaml, validate
 from oxa.errors import OxaError
 from oxa.io import read_records, write_records
 from oxa.rl import RLConfig, train_rl
-from oxa.rl.run import batch_geometry, check_backends
+from oxa.rl.run import batch_geometry, check_backends, grpo_args
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"rl-qwen2.5-math-1.5b.yaml": (18432, 1600), "rl-qwen2.5-math-7b.yaml": (16384, 1200)}
@@ -73,6 +73,8 @@ def test_settings_this_machine_cannot_run_are_refused_in_one_line(tmp_path):
         check_backends(RLConfig(**base, deepspeed=tmp_path / "missing.json"))
     with pytest.raises(OxaError, match="inside a rollout batch"):
         check_backends(RLConfig(**base, save_steps=3, updates_per_rollout_batch=2))
+    with pytest.raises(OxaError, match="trl_args: trl.GRPOConfig has no setting 'vllm_sever_port'"):
+        grpo_args(RLConfig(**base, trl_args={"vllm_sever_port": 8000}), 1)
 
 
 def test_batch_geometry_follows_the_papers_batch_on_any_process_count(tmp_path):

@@ -124,7 +124,7 @@ def test_a_rollout_transform_replaces_rollouts_and_its_off_policy_tokens_get_luf
     from transformers import AutoModelForCausalLM
 
     salvage = Salvage()
-    cfg = rl_config(tmp_path, tiny_model_dir, **sgd())
+    cfg = rl_config(tmp_path, tiny_model_dir, report_to=["tensorboard"], **sgd())
     out = train_rl(cfg, reward_funcs=[length_parity_reward], rollout_transform=salvage, log=lambda *_: None)
     batch = salvage.batch
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
@@ -135,6 +135,16 @@ def test_a_rollout_transform_replaces_rollouts_and_its_off_policy_tokens_get_luf
         assert (trained[name].detach() - (param.detach() - param.grad.float())).abs().max().item() < 1e-5, name
     (row,) = read_records(out / "rl_metrics.jsonl")
     assert row["salvage/rows"] == 1.0 and row["reward_mean"] == pytest.approx(batch.rewards.mean().item())
+
+    # the same row reached report_to (here TensorBoard)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = {p.parent for p in out.rglob("events.out.tfevents.*")}
+    board = EventAccumulator(str(events))
+    board.Reload()
+    for key in ("entropy", "reward_mean", "frac_zero_std_groups", "seconds_generation", "salvage/rows"):
+        (scalar,) = board.Scalars(f"train/{key}")
+        assert scalar.step == 1 and scalar.value == pytest.approx(row[key], rel=1e-6), key
 
 
 def test_rollouts_use_oxas_prompt_tokens_and_per_sample_seeds(tmp_path, tiny_model_dir):
@@ -253,17 +263,21 @@ def test_best_is_the_policy_of_the_first_evaluation_with_the_highest_pass_at_1(t
 
     import oxa.rl.periodic_eval as periodic
 
-    scores = iter([0.25, 0.5, 0.75, 0.5])  # Pass@1 at steps 0..3: the best is step 2's policy
+    # Pass@1 at steps 0..3 on two benchmarks: the best by b is step 2, by their average step 1
+    scores = iter([(0.25, 0.5), (0.5, 0.5), (0.75, 0.0), (0.5, 0.5)])
 
     def scripted(config, backend=None):
-        return {"benchmarks": {"b": {"pass@k": {"1": next(scores)}, "entropy": None}}}
+        b, c = next(scores)
+        return {"benchmarks": {"b": {"pass@k": {"1": b}}, "c": {"pass@k": {"1": c}}}, "average": {"pass@1": (b + c) / 2}}
 
     monkeypatch.setattr(periodic, "evaluate", scripted)
     cfg = rl_config(tmp_path, tiny_model_dir, max_steps=3, save_steps=1, learning_rate=0.05,
-                    eval={"benchmarks": ["b"], "every": 1})
+                    eval={"benchmarks": ["b", "c"], "every": 1, "best_by": "average"})
     out = train_rl(cfg, reward_funcs=[length_parity_reward], log=lambda *_: None)
-    assert json.loads((out / "best" / "best.json").read_text()) == {"step": 2, "metric": "eval/b/pass@1", "value": 0.75}
-    best, at_2, at_3 = params(out / "best"), params(out / "checkpoint-2"), params(out / "checkpoint-3")
-    assert all(torch.equal(best[k], at_2[k]) for k in best) and any(not torch.equal(best[k], at_3[k]) for k in best)
-    evals = [(r["step"], r["eval/b/pass@1"]) for r in read_records(out / "rl_metrics.jsonl") if "eval/b/pass@1" in r]
-    assert evals == [(0, 0.25), (1, 0.5), (2, 0.75), (3, 0.5)]
+    assert json.loads((out / "best" / "best.json").read_text()) == \
+        {"step": 1, "metric": "eval/average/pass@1", "value": 0.5}
+    best, at_1, at_2 = params(out / "best"), params(out / "checkpoint-1"), params(out / "checkpoint-2")
+    assert all(torch.equal(best[k], at_1[k]) for k in best) and any(not torch.equal(best[k], at_2[k]) for k in best)
+    evals = [(r["step"], r["eval/b/pass@1"], r["eval/average/pass@1"])
+             for r in read_records(out / "rl_metrics.jsonl") if "eval/b/pass@1" in r]
+    assert evals == [(0, 0.25, 0.375), (1, 0.5, 0.5), (2, 0.75, 0.375), (3, 0.5, 0.5)]

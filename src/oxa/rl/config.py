@@ -41,7 +41,8 @@ class RLEvalConfig(StageConfig):
     limit: int | None = Field(None, ge=1, description="Only the first LIMIT problems of each benchmark.")
     batch_size: int = Field(64, ge=1, description="Samples decoded together during evaluation.")
     best_by: str | None = Field(None, description="Benchmark whose Pass@1 picks the checkpoint kept as OUTPUT_DIR/best "
-                                "(the paper picks by AIME24); default: the first benchmark.")
+                                "(the paper picks by AIME24), or 'average' (the mean over the benchmarks, the paper's "
+                                "Avg.); default: the first benchmark.")
 
     @property
     def best_benchmark(self) -> str | None:
@@ -135,6 +136,7 @@ class RLConfig(StageConfig):
         if self.prompts_per_step % self.updates_per_rollout_batch:
             raise ValueError(f"prompts_per_step ({self.prompts_per_step}) must be divisible by "
                              f"updates_per_rollout_batch ({self.updates_per_rollout_batch})")
-        if self.eval.best_by is not None and self.eval.best_by not in self.eval.benchmarks:
-            raise ValueError(f"eval.best_by {self.eval.best_by!r} is not one of eval.benchmarks {self.eval.benchmarks}")
+        if self.eval.best_by not in (None, "average", *self.eval.benchmarks):
+            raise ValueError(f"eval.best_by {self.eval.best_by!r} is neither 'average' nor one of eval.benchmarks "
+                             f"{self.eval.benchmarks}")
         return self

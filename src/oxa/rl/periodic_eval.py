@@ -32,12 +32,15 @@ BEST_FILE = "best.json"
 
 
 def eval_metrics(results: dict) -> dict[str, float]:
-    """``eval/<benchmark>/pass@k`` for every k, and the policy entropy ``oxa eval`` measured."""
+    """``eval/<benchmark>/pass@k`` for every k, the policy entropy ``oxa eval`` measured, and with several
+    benchmarks ``eval/average/pass@1``, their unweighted mean (the paper's "Avg.")."""
     metrics = {}
     for name, b in results["benchmarks"].items():
         metrics.update({f"eval/{name}/pass@{k}": v for k, v in b["pass@k"].items()})
         if b.get("entropy") is not None:
             metrics[f"eval/{name}/entropy"] = b["entropy"]
+    if len(results["benchmarks"]) > 1:
+        metrics["eval/average/pass@1"] = results["average"]["pass@1"]
     return metrics
 
 
@@ -47,7 +50,8 @@ class PeriodicEval(TrainerCallback):
     def __init__(self, trainer, cfg: RLConfig):
         self.trainer, self.cfg = trainer, cfg
         self.best_dir = Path(cfg.output_dir) / "best"
-        self.best_key = f"eval/{benchmark_key(cfg.eval.best_benchmark)}/pass@1"
+        best = cfg.eval.best_benchmark
+        self.best_key = f"eval/{best if best == 'average' else benchmark_key(best)}/pass@1"
         stored = self.best_dir / BEST_FILE
         self.best = json.loads(stored.read_text(encoding="utf-8"))["value"] if stored.exists() else None
         settings = cfg.model_dump_json(exclude={"eval", "report_to", "logging_steps", "save_steps", "save_total_limit",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import time
 from pathlib import Path
@@ -77,6 +78,9 @@ def grpo_args(cfg: RLConfig, world: int):
     import torch
     from trl import GRPOConfig
 
+    unknown = sorted(set(cfg.trl_args) - {f.name for f in dataclasses.fields(GRPOConfig)})
+    if unknown:
+        raise OxaError(f"trl_args: trl.GRPOConfig has no setting {', '.join(map(repr, unknown))}")
     return GRPOConfig(
         output_dir=str(cfg.output_dir),
         per_device_train_batch_size=cfg.micro_batch_size,
