@@ -24,6 +24,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import torch.distributed as dist
 from pydantic import Field
 
 from oxa.config import cli
@@ -75,6 +76,7 @@ def evaluate(cfg: EvalConfig, *, backend=None) -> dict:
         raise OxaError(f"unknown second grader {cfg.second_grader!r}; choose one of {sorted(SECOND_GRADERS)}")
     reference = _load_reference(cfg.reference) if cfg.reference else None
     rank, _ = dist_info()
+    caller_group = dist.is_available() and dist.is_initialized()  # e.g. a training run's: left running
     out = Path(cfg.output)
     results: dict = {"model": cfg.model, "settings": _settings(cfg), "benchmarks": {}}
     all_samples: list[dict] = []
@@ -109,7 +111,8 @@ def evaluate(cfg: EvalConfig, *, backend=None) -> dict:
             s["benchmark"] = key
         all_samples += graded
         results["benchmarks"][key] = benchmark_metrics(graded, n, reference=(reference or {}).get(key))
-    shutdown()
+    if not caller_group:
+        shutdown()
     if rank != 0:
         return {}
     results["average"] = average(results["benchmarks"])
