@@ -46,15 +46,15 @@ def parity_reward(completions, **kwargs):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [*(f"paper/{n}" for n in sorted(PAPER)), "rl-synth.yaml"])
 def test_each_preset_runs_on_a_tiny_model_of_its_architecture(name, tmp_path, tiny_model_dir):
-    """The preset's objective, optimizer, prompt format and evaluation as they are; only the model, the sizes
-    and what needs a GPU (vLLM, DeepSpeed, bf16) are swapped."""
+    """The preset's objective, optimizer, prompt format and evaluation as they are; only the model, the sizes,
+    the prompts (unfiltered: a random model solves none) and what needs a GPU (vLLM, DeepSpeed, bf16) are swapped."""
     cfg = preset(name)
     write_records(tmp_path / "p.jsonl", [{"id": f"q{i}", "query": f"What is {i} + 1?", "answer": str(i + 1)}
                                          for i in range(4)])
     small = cfg.model_copy(update={
         "model": str(tiny_model_dir), "output_dir": tmp_path / "out", "prompts": str(tmp_path / "p.jsonl"),
         "num_generations": 2, "prompts_per_step": 2, "micro_batch_size": 2, "max_response_length": 8, "max_steps": 1,
-        "save_steps": None, "rollout_backend": "oxa", "deepspeed": None, "bf16": False, "report_to": ["none"],
+        "save_steps": None, "rollout_backend": "oxa", "prefilter": cfg.prefilter.model_copy(update={"enabled": False}), "deepspeed": None, "bf16": False, "report_to": ["none"],
         "eval": cfg.eval.model_copy(update={"benchmarks": [str(tmp_path / "p.jsonl")], "best_by": None, "n": 2,
                                             "limit": 2, "max_new_tokens": 8, "every": 1, "at_start": False}),
     })

@@ -18,6 +18,7 @@ from oxa.config import StageConfig
 from oxa.prompting import PromptFormat
 from oxa.records import Fields
 from oxa.rl.policy_loss import OffPolicyMode, PolicyLossName
+from oxa.rl.prefilter import PrefilterConfig
 from oxa.rl.reward import RewardConfig
 
 LossAggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
@@ -62,6 +63,8 @@ class RLConfig(StageConfig):
     fields: Fields = Field(default_factory=Fields, description="Field names of the prompt records.")
     prompt: PromptFormat = Field(default_factory=PromptFormat, description="How a query becomes the prompt (the same "
                                  "tokens as scoring, training, generation and evaluation).")
+    prefilter: PrefilterConfig = Field(default_factory=PrefilterConfig, description="Keep only the prompts the "
+                                       "starting model solves sometimes (oxa.rl.prefilter); off by default.")
     max_prompt_length: int = Field(1536, ge=1, description="Prompts longer than this many tokens are dropped and "
                                    "counted (verl's filter_overlong_prompts; paper: 1,536).")
     max_response_length: int = Field(16384, ge=1, description="Rollout token budget; longer rollouts are cut "

@@ -17,14 +17,15 @@ from oxa.rl.config import RLConfig
 from oxa.rl.rollout import RolloutTransform
 
 
-def load_rl_prompts(cfg: RLConfig) -> list[dict]:
-    """The prompt records of ``cfg.prompts`` (id, bare query, answer)."""
+def load_rl_prompts(cfg: RLConfig, *, log=print) -> list[dict]:
+    """The prompt records of ``cfg.prompts`` (id, bare query, answer), prefiltered if ``cfg.prefilter`` says so."""
+    from oxa.rl.prefilter import prefilter_prompts
     from oxa.rl.prompts import load_prompts
 
     records = load_prompts(cfg.prompts, fields=cfg.fields, limit=cfg.limit, data_dir=cfg.data_dir)
     if not records:
         raise OxaError(f"{cfg.prompts}: no prompts")
-    return records
+    return prefilter_prompts(records, cfg, log=log) if cfg.prefilter.enabled else records
 
 
 def prompt_rows(records: list[dict], tokenizer, cfg: RLConfig) -> tuple[list[dict], int]:
@@ -139,7 +140,7 @@ def train_rl(cfg: RLConfig, *, reward_funcs=None, rollout_transform: RolloutTran
     rank, world = dist_info()
     say = log if rank == 0 else (lambda *_: None)
     tokenizer = load_tokenizer(cfg.model, padding_side="left")
-    rows, dropped = prompt_rows(load_rl_prompts(cfg), tokenizer, cfg)
+    rows, dropped = prompt_rows(load_rl_prompts(cfg, log=say), tokenizer, cfg)
     if not rows:
         raise OxaError(f"{cfg.prompts}: every prompt is longer than max_prompt_length ({cfg.max_prompt_length} tokens)")
     args = grpo_args(cfg, world)
