@@ -24,7 +24,8 @@ from oxa.errors import OxaError
 from oxa.prompting import PAPER_SUFFIX, PromptFormat, encode_prompt
 from oxa.rl.prompts import load_prompts
 from oxa.rl.reward import MathReward, RewardConfig
-from oxa.rl.verl import REWARD_FILE, SCRIPT_FILE, VerlExportConfig, export_settings, export_verl, verl_overrides
+from oxa.rl.config import RLConfig, RLEvalConfig
+from oxa.rl.verl import REWARD_FILE, SCRIPT_FILE, VerlOptions, check_exportable, export_verl, verl_overrides
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -43,14 +44,15 @@ def synth_export(tmp_path_factory):
     val = out.parent / "val.jsonl"
     val.write_text(json.dumps({"id": "m1", "query": "Speed of light?", "answer": ["3e8\n", "300000000"]}) + "\n"
                    + json.dumps({"id": "m2", "query": "2+2?", "answer": "4"}) + "\n", encoding="utf-8")
-    cfg = VerlExportConfig(model="/models/tiny", prompts="synth-rl", limit=12, val_prompts=["synth-rl", str(val)],
-                           max_prompt_length=256, max_response_length=512, n_gpus_per_node=2)
-    return cfg, out, export_verl(cfg, out)
+    cfg = RLConfig(model="/models/tiny", output_dir=out.parent / "run", prompts="synth-rl", limit=12,
+                   eval={"benchmarks": ["synth-rl", str(val)]}, max_prompt_length=256, max_response_length=512)
+    return cfg, out, export_verl(cfg, out, VerlOptions(n_gpus_per_node=2))
 
 
 def test_export_matches_the_authors_files(shared_data, tmp_path):
     """Exporting the authors' own DeepScaleR and AIME24 data reproduces their verl rows."""
-    cfg = VerlExportConfig(model="m", prompts="deepscaler", limit=40, val_prompts=["aime24-val"], data_dir=shared_data)
+    cfg = RLConfig(model="m", output_dir=tmp_path / "run", prompts="deepscaler", limit=40,
+                   eval={"benchmarks": ["aime24-val"]}, data_dir=shared_data)
     summary = export_verl(cfg, tmp_path)
     assert summary["rows"] == {"train.parquet": 40, "val-aime24-val.parquet": 30}
     for ours, theirs, n in (("train.parquet", "deepscaler-10k.parquet", 40), ("val-aime24-val.parquet", "aime24-val.parquet", 30)):
@@ -77,7 +79,7 @@ def test_prompts_carry_oxa_prompt_format(synth_export):
     val = pq.read_table(out / "val-val.parquet").to_pylist()  # a list gold makes the column a list of texts
     assert [r["reward_model"]["ground_truth"] for r in val] == [["3e8", "300000000"], ["4"]]
     assert summary["files"]["val"] == ["val-synth-rl.parquet", "val-val.parquet"]
-    with_system = export_verl(cfg.model_copy(update={"prompt": PromptFormat(system="Be brief."), "val_prompts": []}),
+    with_system = export_verl(cfg.model_copy(update={"prompt": PromptFormat(system="Be brief."), "eval": RLEvalConfig()}),
                               out.parent / "sys")
     row = pq.read_table(out.parent / "sys" / "train.parquet").slice(0, 1).to_pylist()[0]
     assert row["prompt"] == [{"role": "system", "content": "Be brief."},
@@ -103,8 +105,8 @@ def test_reward_module_has_verls_signature_and_oxas_results(synth_export):
 
 
 def test_reward_module_keeps_the_exported_settings(tmp_path):
-    cfg = VerlExportConfig(model="m", prompts="synth-rl", limit=2, val_prompts=[],
-                           reward=RewardConfig(mode="boxed", require_think=False, timeout=2.0))
+    cfg = RLConfig(model="m", output_dir=tmp_path / "run", prompts="synth-rl", limit=2,
+                   reward=RewardConfig(mode="boxed", require_think=False, timeout=2.0))
     export_verl(cfg, tmp_path)
     module = load_reward_module(tmp_path / REWARD_FILE)
     score = lambda text: module.compute_score("s", text, "7")  # noqa: E731
@@ -123,34 +125,62 @@ def test_script_passes_the_settings_and_extra_overrides(synth_export, tmp_path):
                    env={**os.environ, "PYTHON": f"{sys.executable} {recorder}"})
     argv = json.loads(Path(f"{recorder}.json").read_text(encoding="utf-8"))
     here = str(out.resolve())
-    expected = verl_overrides(cfg, train_file=f"{here}/train.parquet",
+    expected = verl_overrides(cfg, VerlOptions(n_gpus_per_node=2), train_file=f"{here}/train.parquet",
                               val_files=[f"{here}/val-synth-rl.parquet", f"{here}/val-val.parquet"],
                               reward_file=f"{here}/{REWARD_FILE}", output_dir=f"{here}/checkpoints")
     assert argv == ["-m", "verl.trainer.main_ppo", *expected, "trainer.nnodes=2"]
     settings = dict(o.split("=", 1) for o in expected)
     assert settings["actor_rollout_ref.rollout.n"] == "8" and settings["actor_rollout_ref.rollout.temperature"] == "0.85"
     assert settings["actor_rollout_ref.actor.kl_loss_type"] == "low_var_kl" and settings["data.train_batch_size"] == "64"
-    assert settings["actor_rollout_ref.actor.optim.lr"] == "2e-06"
+    assert settings["actor_rollout_ref.actor.optim.lr"] == "2e-06" and settings["trainer.n_gpus_per_node"] == "2"
+    assert settings["trainer.experiment_name"] == "run" and settings["trainer.resume_mode"] == "disable"
 
 
-def test_settings_from_oxa_rl_config():
-    """`oxa rl`'s settings (same names; an eval section) export as they are."""
-    rl = {"model": "m", "output_dir": "/runs/a", "prompts": "synth-rl", "num_generations": 4, "num_train_epochs": 1.5,
-          "policy_loss": "clip-cov", "reward": RewardConfig(timeout=3.0), "micro_batch_size": 2,
-          "eval": {"benchmarks": ["aime24", "synth"], "n": 4, "temperature": 0.7, "top_p": 0.9, "every": 25, "at_start": True}}
-    cfg = export_settings(rl, n_gpus_per_node=4)
-    assert (cfg.num_generations, cfg.num_train_epochs, cfg.policy_loss, cfg.reward.timeout) == (4, 2, "clip-cov", 3.0)
-    assert (cfg.val_prompts, cfg.val_n, cfg.val_temperature, cfg.val_top_p, cfg.eval_every, cfg.val_before_train) == (
-        ["aime24", "synth"], 4, 0.7, 0.9, 25, True)
-    assert cfg.n_gpus_per_node == 4 and str(cfg.output_dir) == "/runs/a"
-    overrides = verl_overrides(cfg, train_file="t", val_files=["v"], reward_file="r", output_dir="o")
-    assert "actor_rollout_ref.actor.policy_loss.loss_mode=clip_cov" in overrides
-    assert "actor_rollout_ref.actor.policy_loss.clip_cov_ratio=0.0002" in overrides
-    with pytest.raises(Exception, match="scale_rewards"):
-        export_settings({**rl, "scale_rewards": "batch"})
-    with pytest.raises(OxaError, match="divisible"):
-        verl_overrides(cfg.model_copy(update={"updates_per_rollout_batch": 3}), train_file="t", val_files=[],
-                       reward_file="r", output_dir="o")
+def test_oxa_rl_settings_map_to_verls_keys_with_steps_counted_in_rollout_batches():
+    """oxa counts optimizer steps, verl rollout batches: with 2 updates per batch every step count halves."""
+    cfg = RLConfig(model="m", output_dir="/runs/a", prompts="synth-rl", num_generations=4, prompts_per_step=64,
+                   updates_per_rollout_batch=2, max_steps=100, save_steps=20, save_total_limit=3,
+                   policy_loss="clip-cov", report_to=["tensorboard"], resume_from_checkpoint="latest",
+                   lr_scheduler_type="cosine", warmup_ratio=0.05,
+                   eval={"benchmarks": ["aime24"], "n": 4, "temperature": 0.7, "top_p": 0.9, "every": 10})
+    settings = dict(o.split("=", 1) for o in verl_overrides(cfg, VerlOptions(nnodes=2, experiment_name="x"),
+                                                            train_file="t", val_files=["v"], reward_file="r",
+                                                            output_dir="o"))
+    assert {k: settings[k] for k in ("trainer.total_training_steps", "trainer.save_freq", "trainer.test_freq",
+                                     "actor_rollout_ref.actor.ppo_mini_batch_size", "data.train_batch_size")} == {
+        "trainer.total_training_steps": "50", "trainer.save_freq": "10", "trainer.test_freq": "5",
+        "actor_rollout_ref.actor.ppo_mini_batch_size": "32", "data.train_batch_size": "64"}
+    assert settings["actor_rollout_ref.actor.policy_loss.loss_mode"] == "clip_cov"
+    assert settings["actor_rollout_ref.actor.policy_loss.clip_cov_ratio"] == "0.0002"
+    assert settings["actor_rollout_ref.rollout.n"] == "4" and settings["actor_rollout_ref.rollout.val_kwargs.n"] == "4"
+    assert settings["actor_rollout_ref.rollout.val_kwargs.temperature"] == "0.7"
+    assert settings["actor_rollout_ref.actor.optim.lr_scheduler_type"] == "cosine"
+    assert settings["actor_rollout_ref.actor.optim.lr_warmup_steps_ratio"] == "0.05"
+    assert settings["trainer.logger"] == "[console,tensorboard]" and settings["trainer.max_actor_ckpt_to_keep"] == "3"
+    assert (settings["trainer.resume_mode"], settings["trainer.nnodes"], settings["trainer.experiment_name"]) == \
+        ("auto", "2", "x")
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"scale_rewards": "batch"}, "scale_rewards batch"),
+    ({"mask_truncated_completions": True}, "mask_truncated_completions"),
+    ({"clip_ratio_c": None}, "clip_ratio_c null"),
+    ({"max_grad_norm": 0.0}, "max_grad_norm 0"),
+    ({"lr_scheduler_type": "linear"}, "lr_scheduler_type linear"),
+    ({"num_train_epochs": 1.5}, "num_train_epochs 1.5"),
+    ({"updates_per_rollout_batch": 2, "max_steps": 5}, "max_steps \\(5\\)"),
+    ({"resume_from_checkpoint": "/runs/a/checkpoint-40"}, "resume_from_checkpoint"),
+    ({"eval": {"max_new_tokens": 100}}, "eval.max_new_tokens"),
+    ({"report_to": ["comet_ml"]}, "report_to comet_ml"),
+    ({"trl_args": {"optim": "sgd"}}, "trl_args \\(optim\\)"),
+    ({"prompt": {"template": False}}, "prompt.template false"),
+])
+def test_settings_verl_cannot_honour_are_refused_in_one_line(setting, message):
+    cfg = RLConfig(model="m", output_dir="o", prompts="synth-rl", **setting)
+    with pytest.raises(OxaError, match=f"^cannot export to verl: {message}") as e:
+        check_exportable(cfg)
+    assert "\n" not in str(e.value)
+    check_exportable(RLConfig(model="m", output_dir="o", prompts="synth-rl"))  # the defaults (the paper's) export
 
 
 # ------------------------------------------------------------------------- inside verl's environment
@@ -199,8 +229,8 @@ def test_verl_runs_the_export(tmp_path, tiny_tokenizer):
     """verl's own config, validation, custom-reward loader and dataset accept the export."""
     tok_dir = tmp_path / "tok"
     tiny_tokenizer.save_pretrained(tok_dir)
-    cfg = VerlExportConfig(model=str(tok_dir), prompts="synth-rl", limit=6, val_prompts=["synth-rl"], policy_loss="kl-cov",
-                           max_prompt_length=512, max_response_length=256)
+    cfg = RLConfig(model=str(tok_dir), output_dir=tmp_path / "run", prompts="synth-rl", limit=6,
+                   eval={"benchmarks": ["synth-rl"]}, policy_loss="kl-cov", max_prompt_length=512, max_response_length=256)
     out = tmp_path / "export"
     export_verl(cfg, out)
     check = tmp_path / "check.py"

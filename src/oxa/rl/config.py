@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from oxa.config import StageConfig
+from oxa.config import StageConfig, cli
 from oxa.prompting import PromptFormat
 from oxa.records import Fields
 from oxa.rl.policy_loss import OffPolicyMode, PolicyLossName
@@ -54,10 +54,13 @@ class RLConfig(StageConfig):
     """Everything one GRPO run needs; unknown keys are errors."""
 
     # what is trained, on what
-    model: str = Field(description="Policy to start from (and KL reference): directory, hub id, .gguf or alias.")
-    output_dir: Path = Field(description="Run directory: checkpoints, rl_metrics.jsonl, eval/, best/ and the final model.")
+    model: str = Field(description="Policy to start from (and KL reference): directory, hub id, .gguf or alias.",
+                       json_schema_extra=cli("-m"))
+    output_dir: Path = Field(description="Run directory: checkpoints, rl_metrics.jsonl, eval/, best/ and the final model.",
+                             json_schema_extra=cli("-o"))
     prompts: str = Field(description="RL prompts with gold answers: a dataset name (deepscaler, synth-rl, ...), a "
-                         "record file (query/answer fields) or a verl-format parquet.")
+                         "record file (query/answer fields), a verl-format parquet or a synthetic world directory.",
+                         json_schema_extra=cli(positional=True))
     limit: int | None = Field(None, ge=1, description="Use only the first LIMIT prompts.")
     data_dir: Path | None = Field(None, description="Where named datasets are looked for (default: $OXA_DATA_DIR, ../shared/data).")
     fields: Fields = Field(default_factory=Fields, description="Field names of the prompt records.")
@@ -71,7 +74,8 @@ class RLConfig(StageConfig):
                                      "(paper: 16,384; 18,432 for the 1.5B OXA_Full run).")
 
     # rollouts
-    num_generations: int = Field(8, ge=2, description="Group size n: rollouts per prompt (paper: 8).")
+    num_generations: int = Field(8, ge=2, description="Group size n: rollouts per prompt (paper: 8).",
+                                 json_schema_extra=cli(section="Rollouts"))
     temperature: float = Field(0.85, gt=0, description="Rollout sampling temperature; log-probabilities and the "
                                "logged entropy use it too (paper: 0.85).")
     top_p: float = Field(1.0, gt=0, le=1, description="Rollout nucleus sampling (verl's default: 1.0, off).")
@@ -88,7 +92,7 @@ class RLConfig(StageConfig):
 
     # the objective
     policy_loss: PolicyLossName = Field("vanilla", description="vanilla (PPO clip, verl's dual clip) | clip-cov | "
-                                        "kl-cov (Cui et al. 2025).")
+                                        "kl-cov (Cui et al. 2025).", json_schema_extra=cli(section="Objective"))
     clip_ratio_low: float = Field(0.2, ge=0, description="PPO clip: the ratio's lower bound is 1 - this.")
     clip_ratio_high: float = Field(0.2, ge=0, description="PPO clip: the ratio's upper bound is 1 + this.")
     clip_ratio_c: float | None = Field(3.0, gt=1, description="Dual clip of negative-advantage tokens at -A * c "
@@ -114,12 +118,14 @@ class RLConfig(StageConfig):
     reward: RewardConfig = Field(default_factory=RewardConfig, description="The verifiable reward (oxa.rl.reward).")
 
     # the optimizer and the run
-    learning_rate: float = Field(2e-6, gt=0, description="Actor learning rate (paper: 2e-6).")
+    learning_rate: float = Field(2e-6, gt=0, description="Actor learning rate (paper: 2e-6).",
+                                 json_schema_extra=cli("--lr", section="Optimizer and run"))
     lr_scheduler_type: str = Field("constant", description="transformers scheduler name (verl: constant).")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the steps spent warming up.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (verl's default 0.01).")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient norm clipping (paper: 1.0); 0: none.")
-    num_train_epochs: float = Field(1.0, gt=0, description="Passes over the prompts (when max_steps is not set).")
+    num_train_epochs: float = Field(1.0, gt=0, description="Passes over the prompts (when max_steps is not set).",
+                                    json_schema_extra=cli("--epochs"))
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
     seed: int = Field(0, description="Seeds the prompt order, the rollouts and Clip-Cov's draws.")
     bf16: bool = Field(False, description="bf16 mixed precision (GPU).")
@@ -128,7 +134,9 @@ class RLConfig(StageConfig):
     report_to: list[str] = Field(default_factory=lambda: ["none"], description="tensorboard, wandb, ... (as transformers).")
     save_steps: int | None = Field(None, ge=1, description="Checkpoint every N optimizer steps (needed to resume).")
     save_total_limit: int | None = Field(None, ge=1, description="Keep at most this many checkpoints.")
-    resume_from_checkpoint: str | None = Field(None, description="A checkpoint directory, or 'latest' in output_dir.")
+    resume_from_checkpoint: str | None = Field(None, description="A checkpoint directory, or 'latest': the newest in "
+                                               "output_dir (the same next prompts as the interrupted run).",
+                                               json_schema_extra=cli("--resume"))
     deepspeed: Path | None = Field(None, description="DeepSpeed JSON config (configs/deepspeed/zero2.json).")
     eval: RLEvalConfig = Field(default_factory=RLEvalConfig, description="Periodic held-out evaluation and best/.")
     trl_args: dict[str, Any] = Field(default_factory=dict, description="Further trl.GRPOConfig settings passed "

@@ -8,10 +8,17 @@
 * ``oxa_reward.py``: a custom reward with verl's signature
   ``compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs)`` that grades with
   oxa's reward (:class:`oxa.rl.reward.MathReward`) under the exported settings;
-* ``run_verl.sh``: ``python3 -m verl.trainer.main_ppo`` with the settings mapped to verl's keys
-  (defaults: the authors' runs, reference.md section 9). Arguments given to the script are appended as
-  further Hydra overrides, so ``./run_verl.sh trainer.nnodes=4`` changes one thing;
+* ``run_verl.sh``: ``python3 -m verl.trainer.main_ppo`` with ``oxa rl``'s settings (:class:`RLConfig`,
+  the one declaration of every setting) mapped to verl's keys, plus the few only a cluster has
+  (:class:`VerlOptions`: nodes, GPUs, names). Arguments given to the script are appended as further Hydra
+  overrides, so ``./run_verl.sh trainer.nnodes=4`` changes one thing;
 * ``export.json``: the settings and row counts.
+
+A setting verl would not honour (batch-std advantages, TRL-only arguments, ...) is refused in one line
+(:func:`check_exportable`) rather than silently dropped. How the run executes on this machine - rollout
+backend, micro-batches, precision, DeepSpeed - is verl's own business there (vLLM rollouts, dynamic
+token batches, FSDP in bf16); ``eval.best_by`` has no verl counterpart: verl logs the validation scores
+per step and keeps every ``save_steps`` checkpoint, from which the best is picked, as the authors did.
 
 verl applies the model's chat template to ``prompt`` itself, as oxa does with
 :func:`oxa.prompting.prompt_messages`; a prompt format without a template cannot be expressed and is refused.
@@ -24,108 +31,72 @@ from __future__ import annotations
 import math
 import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from oxa.config import StageConfig
+from oxa.config import StageConfig, cli
 from oxa.errors import OxaError
 from oxa.io import write_json, write_records, write_text
 from oxa.prompting import PromptFormat, prompt_messages
-from oxa.records import Fields
 from oxa.rl.prompts import load_prompts
 from oxa.rl.reward import RewardConfig
 from oxa.verify import Gold, gold_answers
+
+if TYPE_CHECKING:
+    from oxa.rl.config import RLConfig
 
 REWARD_FILE = "oxa_reward.py"
 SCRIPT_FILE = "run_verl.sh"
 TRAIN_FILE = "train.parquet"
 _LOSS_MODES = {"vanilla": "vanilla", "clip-cov": "clip_cov", "kl-cov": "kl_cov"}
+_LOGGERS = ("wandb", "tensorboard", "mlflow", "swanlab", "clearml")  # verl's trackers beside the console
+_SCHEDULERS = ("constant", "cosine")  # verl's actor.optim.lr_scheduler_type
 
 
-class VerlExportConfig(StageConfig):
-    """What ``oxa rl --export verl`` writes. Names match ``oxa rl``'s settings, so a run's config exports
-    as it is (:func:`export_settings`); defaults are the authors' verl runs on Qwen2.5-Math."""
+class VerlOptions(StageConfig):
+    """What only a verl cluster run has; every other setting is ``oxa rl``'s own (:class:`RLConfig`)."""
 
-    model: str = Field(description="Policy to start from, as verl's workers will see it (a path on the cluster or a hub id).")
-    output_dir: Path | None = Field(None, description="verl's checkpoint directory (trainer.default_local_dir); "
-                                    "default: checkpoints/ inside the export directory.")
-    prompts: str = Field("deepscaler", description="RL prompts: a data set name, a record file or a verl parquet.")
-    limit: int | None = Field(None, ge=1, description="Export only the first LIMIT training prompts.")
-    val_prompts: list[str] = Field(default_factory=lambda: ["aime24-val"], description="Validation sets (names or "
-                                   "files), one parquet each; verl reports each under its name.")
-    data_dir: Path | None = Field(None, description="Where named data sets are looked for.")
-    fields: Fields = Field(default_factory=Fields, description="Field names of the prompt records.")
-    prompt: PromptFormat = Field(default_factory=PromptFormat, description="How a query becomes the prompt messages.")
-    reward: RewardConfig = Field(default_factory=RewardConfig, description="The reward the exported module computes.")
-
-    max_prompt_length: int = Field(1536, ge=1, description="Longer prompts are dropped (data.filter_overlong_prompts).")
-    max_response_length: int = Field(16384, ge=1, description="Rollout token budget (18,432 for the 1.5B OXA_Full run).")
-    num_generations: int = Field(8, ge=2, description="Rollouts per prompt (actor_rollout_ref.rollout.n).")
-    temperature: float = Field(0.85, gt=0, description="Rollout temperature.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Rollout nucleus sampling.")
-    prompts_per_step: int = Field(64, ge=1, description="Prompts per rollout batch (data.train_batch_size).")
-    updates_per_rollout_batch: int = Field(1, ge=1, description="Optimizer steps per rollout batch "
-                                           "(ppo_mini_batch_size = prompts_per_step / this).")
-    policy_loss: Literal["vanilla", "clip-cov", "kl-cov"] = Field("vanilla", description="verl's policy_loss.loss_mode.")
-    clip_ratio_low: float = Field(0.2, ge=0, description="PPO clip, lower side.")
-    clip_ratio_high: float = Field(0.2, ge=0, description="PPO clip, upper side.")
-    clip_ratio_c: float | None = Field(3.0, gt=1, description="Dual clip constant; null: verl's default.")
-    clip_cov_ratio: float = Field(2e-4, gt=0, le=1, description="Clip-Cov: share of tokens whose gradient is dropped.")
-    clip_cov_lb: float = Field(1.0, description="Clip-Cov: lower covariance bound of candidates.")
-    clip_cov_ub: float = Field(5.0, description="Clip-Cov: upper covariance bound of candidates.")
-    kl_cov_ratio: float = Field(2e-3, gt=0, le=1, description="KL-Cov: share of tokens penalised.")
-    kl_cov_coef: float = Field(1.0, ge=0, description="KL-Cov: weight of |logp - logp_old| (verl's ppo_kl_coef).")
-    kl_coef: float = Field(0.001, ge=0, description="Low-variance KL loss to the starting model; 0: no KL loss.")
-    entropy_coef: float = Field(0.0, description="Entropy bonus weight.")
-    loss_aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = Field(
-        "token-mean", description="verl's loss_agg_mode.")
-    scale_rewards: Literal["group", "none"] = Field("group", description="group: GRPO's std-normalised advantages; "
-                                                    "none: Dr. GRPO (verl has no batch-std option).")
-    learning_rate: float = Field(2e-6, gt=0, description="Actor learning rate.")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
-    num_train_epochs: int = Field(20, ge=1, description="Passes over the prompts (the authors set 20 and picked a checkpoint).")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many steps (trainer.total_training_steps).")
-    seed: int = Field(0, description="Seed of the prompt order (data.seed).")
-    save_steps: int | None = Field(20, ge=1, description="Checkpoint every N steps; null: never.")
-    eval_every: int | None = Field(None, ge=1, description="Validate every N steps (trainer.test_freq); null: never, "
-                                   "as the authors, who evaluated saved checkpoints.")
-    val_before_train: bool = Field(False, description="Validate the starting model first.")
-    val_n: int = Field(8, ge=1, description="Validation samples per problem.")
-    val_temperature: float = Field(0.6, ge=0, description="Validation temperature.")
-    val_top_p: float = Field(0.95, gt=0, le=1, description="Validation nucleus sampling.")
-    n_gpus_per_node: int = Field(8, ge=1, description="GPUs per node.")
-    nnodes: int = Field(1, ge=1, description="Nodes.")
-    project_name: str = Field("oxa", description="trainer.project_name (logger grouping).")
-    experiment_name: str = Field("grpo", description="trainer.experiment_name.")
-    loggers: list[str] = Field(default_factory=lambda: ["console"], description="trainer.logger (console, wandb, tensorboard).")
+    nnodes: int = Field(1, ge=1, description="Nodes of the verl run (trainer.nnodes).",
+                        json_schema_extra=cli(section="Export to verl"))
+    n_gpus_per_node: int = Field(8, ge=1, description="GPUs per node of the verl run (trainer.n_gpus_per_node; the "
+                                 "authors: 8).")
+    project_name: str = Field("oxa", description="The verl run's trainer.project_name (logger grouping).")
+    experiment_name: str | None = Field(None, description="The verl run's trainer.experiment_name (default: the name "
+                                        "of output_dir).")
 
 
-def export_settings(cfg: Any, **overrides: Any) -> VerlExportConfig:
-    """A :class:`VerlExportConfig` from ``oxa rl``'s settings (any object or mapping with the same field
-    names; its ``eval`` section gives the validation sets and their sampling); ``overrides`` win."""
-    if isinstance(cfg, VerlExportConfig):
-        return cfg.model_copy(update=overrides) if overrides else cfg
-    data = _plain(cfg)
-    settings = {k: v for k, v in data.items() if k in VerlExportConfig.model_fields and v is not None}
-    if "num_train_epochs" in settings:  # oxa rl takes fractions of an epoch, verl whole epochs
-        settings["num_train_epochs"] = max(1, math.ceil(settings["num_train_epochs"]))
-    ev = data.get("eval") or {}
-    for ours, theirs in (("val_prompts", "benchmarks"), ("val_n", "n"), ("val_temperature", "temperature"),
-                         ("val_top_p", "top_p"), ("eval_every", "every"), ("val_before_train", "at_start")):
-        if ev.get(theirs) not in (None, []):
-            settings[ours] = ev[theirs]
-    return VerlExportConfig.model_validate({**settings, **overrides})
+def check_exportable(cfg: RLConfig) -> None:
+    """Refuse, in one line, the first setting of ``cfg`` a verl run would not honour."""
+    problem = next((p for p in _problems(cfg) if p), None)
+    if problem:
+        raise OxaError(f"cannot export to verl: {problem}")
 
 
-def _plain(cfg: Any) -> dict[str, Any]:
-    """A settings object as a plain mapping (pydantic models dumped, nested ones included)."""
-    if isinstance(cfg, BaseModel):
-        return cfg.model_dump()
-    if isinstance(cfg, dict):
-        return {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in cfg.items()}
-    raise TypeError(f"settings must be a pydantic model or a mapping, got {type(cfg).__name__}")
+def _problems(cfg: RLConfig):
+    yield not cfg.prompt.template and ("prompt.template false: verl applies the model's chat template to every "
+                                       "prompt")
+    yield cfg.scale_rewards == "batch" and ("scale_rewards batch: verl's GRPO divides advantages by the group's std "
+                                            "or not at all (group | none)")
+    yield cfg.mask_truncated_completions and "mask_truncated_completions: verl has no such setting"
+    yield cfg.clip_ratio_c is None and ("clip_ratio_c null (no dual clip): verl always applies it; give a large value "
+                                        "such as 1.0e9 instead")
+    yield cfg.max_grad_norm == 0 and "max_grad_norm 0 (no clipping): verl always clips the gradient norm"
+    yield cfg.lr_scheduler_type not in _SCHEDULERS and (f"lr_scheduler_type {cfg.lr_scheduler_type}: verl has "
+                                                         f"{' and '.join(_SCHEDULERS)}")
+    yield cfg.max_steps is None and cfg.num_train_epochs % 1 and (
+        f"num_train_epochs {cfg.num_train_epochs}: verl runs whole epochs; give a whole number or max_steps")
+    for name, steps in (("max_steps", cfg.max_steps), ("save_steps", cfg.save_steps), ("eval.every", cfg.eval.every)):
+        yield steps is not None and steps % cfg.updates_per_rollout_batch and (
+            f"{name} ({steps}) is not a multiple of updates_per_rollout_batch ({cfg.updates_per_rollout_batch}): "
+            "verl counts rollout batches")
+    yield cfg.resume_from_checkpoint not in (None, "latest") and (
+        f"resume_from_checkpoint {cfg.resume_from_checkpoint}: verl resumes its own checkpoints only ('latest' or none)")
+    yield cfg.eval.max_new_tokens not in (None, cfg.max_response_length) and (
+        "eval.max_new_tokens: verl validates with the rollout budget (max_response_length)")
+    unknown = [r for r in cfg.report_to if r != "none" and r not in _LOGGERS]
+    yield unknown and f"report_to {', '.join(unknown)}: verl logs to {', '.join(('console', *_LOGGERS))}"
+    yield cfg.trl_args and f"trl_args ({', '.join(cfg.trl_args)}): TRL settings have no verl meaning"
 
 
 # -------------------------------------------------------------------------------------------- data
@@ -196,16 +167,16 @@ def reward_module_source(reward: RewardConfig) -> str:
 # ----------------------------------------------------------------------------------- command line
 
 
-def verl_overrides(cfg: VerlExportConfig, *, train_file: str, val_files: list[str], reward_file: str,
+def verl_overrides(cfg: RLConfig, verl: VerlOptions, *, train_file: str, val_files: list[str], reward_file: str,
                    output_dir: str) -> list[str]:
     """Hydra overrides of ``verl.trainer.main_ppo`` (verl 0.9 keys) for ``cfg``. File arguments are
-    written into the overrides as given (the script passes shell-expanded paths)."""
-    if cfg.prompts_per_step % cfg.updates_per_rollout_batch:
-        raise OxaError(f"prompts_per_step ({cfg.prompts_per_step}) must be divisible by "
-                       f"updates_per_rollout_batch ({cfg.updates_per_rollout_batch})")
+    written into the overrides as given (the script passes shell-expanded paths). oxa counts optimizer
+    steps, verl rollout batches: step settings are divided by ``updates_per_rollout_batch``."""
+    check_exportable(cfg)
     total = cfg.max_prompt_length + cfg.max_response_length
     tokens_per_gpu = max(32768, total)  # the authors' 32,768; never below one whole sequence
-    actor, rollout = "actor_rollout_ref.actor", "actor_rollout_ref.rollout"
+    batches = cfg.updates_per_rollout_batch
+    actor, rollout, ev = "actor_rollout_ref.actor", "actor_rollout_ref.rollout", cfg.eval
 
     def hydra_list(items: list[str]) -> str:
         return "[" + ",".join(f"'{x}'" for x in items) + "]"
@@ -228,9 +199,11 @@ def verl_overrides(cfg: VerlExportConfig, *, train_file: str, val_files: list[st
         "actor_rollout_ref.model.use_remove_padding=True",
         "actor_rollout_ref.model.enable_gradient_checkpointing=True",
         f"{actor}.optim.lr={cfg.learning_rate}",
+        f"{actor}.optim.lr_scheduler_type={cfg.lr_scheduler_type}",
+        f"{actor}.optim.lr_warmup_steps_ratio={cfg.warmup_ratio}",
         f"{actor}.optim.weight_decay={cfg.weight_decay}",
         f"{actor}.grad_clip={cfg.max_grad_norm}",
-        f"{actor}.ppo_mini_batch_size={cfg.prompts_per_step // cfg.updates_per_rollout_batch}",
+        f"{actor}.ppo_mini_batch_size={cfg.prompts_per_step // batches}",
         f"{actor}.use_dynamic_bsz=True",
         f"{actor}.ppo_max_token_len_per_gpu={tokens_per_gpu}",
         f"{actor}.use_kl_loss={cfg.kl_coef > 0}",
@@ -240,10 +213,9 @@ def verl_overrides(cfg: VerlExportConfig, *, train_file: str, val_files: list[st
         f"{actor}.loss_agg_mode={cfg.loss_aggregation}",
         f"{actor}.clip_ratio_low={cfg.clip_ratio_low}",
         f"{actor}.clip_ratio_high={cfg.clip_ratio_high}",
+        f"{actor}.clip_ratio_c={cfg.clip_ratio_c}",
         f"{actor}.policy_loss.loss_mode={_LOSS_MODES[cfg.policy_loss]}",
     ]
-    if cfg.clip_ratio_c is not None:
-        o.append(f"{actor}.clip_ratio_c={cfg.clip_ratio_c}")
     if cfg.policy_loss == "clip-cov":
         o += [f"{actor}.policy_loss.clip_cov_ratio={cfg.clip_cov_ratio}",
               f"{actor}.policy_loss.clip_cov_lb={cfg.clip_cov_lb}", f"{actor}.policy_loss.clip_cov_ub={cfg.clip_cov_ub}"]
@@ -258,26 +230,29 @@ def verl_overrides(cfg: VerlExportConfig, *, train_file: str, val_files: list[st
         f"{rollout}.n={cfg.num_generations}",
         f"{rollout}.temperature={cfg.temperature}",
         f"{rollout}.top_p={cfg.top_p}",
-        f"{rollout}.val_kwargs.n={cfg.val_n}",
-        f"{rollout}.val_kwargs.do_sample={cfg.val_temperature > 0}",
-        f"{rollout}.val_kwargs.temperature={cfg.val_temperature}",
-        f"{rollout}.val_kwargs.top_p={cfg.val_top_p}",
+        f"{rollout}.val_kwargs.n={ev.n}",
+        f"{rollout}.val_kwargs.do_sample={ev.temperature > 0}",
+        f"{rollout}.val_kwargs.temperature={ev.temperature}",
+        f"{rollout}.val_kwargs.top_p={ev.top_p}",
         f"reward.custom_reward_function.path={reward_file}",
         "reward.custom_reward_function.name=compute_score",
         "trainer.critic_warmup=0",
-        f"trainer.logger=[{','.join(cfg.loggers)}]",
-        f"trainer.project_name={cfg.project_name}",
-        f"trainer.experiment_name={cfg.experiment_name}",
-        f"trainer.val_before_train={cfg.val_before_train}",
-        f"trainer.n_gpus_per_node={cfg.n_gpus_per_node}",
-        f"trainer.nnodes={cfg.nnodes}",
-        f"trainer.save_freq={cfg.save_steps or -1}",
-        f"trainer.test_freq={cfg.eval_every or -1}",
-        f"trainer.total_epochs={cfg.num_train_epochs}",
+        f"trainer.logger=[{','.join(['console', *(r for r in cfg.report_to if r != 'none')])}]",
+        f"trainer.project_name={verl.project_name}",
+        f"trainer.experiment_name={verl.experiment_name or Path(cfg.output_dir).name}",
+        f"trainer.val_before_train={bool(val_files) and ev.at_start}",
+        f"trainer.n_gpus_per_node={verl.n_gpus_per_node}",
+        f"trainer.nnodes={verl.nnodes}",
+        f"trainer.save_freq={cfg.save_steps // batches if cfg.save_steps else -1}",
+        f"trainer.test_freq={ev.every // batches if val_files else -1}",
+        f"trainer.total_epochs={math.ceil(cfg.num_train_epochs)}",
+        f"trainer.resume_mode={'auto' if cfg.resume_from_checkpoint == 'latest' else 'disable'}",
         f"trainer.default_local_dir={output_dir}",
     ]
+    if cfg.save_total_limit is not None:
+        o.append(f"trainer.max_actor_ckpt_to_keep={cfg.save_total_limit}")
     if cfg.max_steps is not None:
-        o.append(f"trainer.total_training_steps={cfg.max_steps}")
+        o.append(f"trainer.total_training_steps={cfg.max_steps // batches}")
     return o
 
 
@@ -299,34 +274,37 @@ def _script(overrides: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export_verl(cfg_or_settings: Any, out_dir: str | Path) -> dict[str, Any]:
-    """Write the verl run directory for ``cfg_or_settings`` (see the module docstring) into ``out_dir``;
-    returns what ``export.json`` holds (files, row counts, settings)."""
-    cfg = export_settings(cfg_or_settings)
-    if not cfg.prompt.template:
-        raise OxaError("verl applies the model's chat template to every prompt; a prompt format without "
-                       "a template (prompt.template: false) cannot be exported")
+def export_verl(cfg: RLConfig, out_dir: str | Path, verl: VerlOptions | None = None) -> dict[str, Any]:
+    """Write the verl run directory of ``cfg`` (see the module docstring) into ``out_dir``; returns what
+    ``export.json`` holds (files, row counts, settings). Refuses settings verl would not honour."""
+    import oxa.synth  # noqa: F401  (registers the synthetic world's benchmarks for eval.benchmarks)
+
+    verl = verl or VerlOptions()
+    check_exportable(cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train = load_prompts(cfg.prompts, fields=cfg.fields, limit=cfg.limit, data_dir=cfg.data_dir)
-    counts = {TRAIN_FILE: write_records(out / TRAIN_FILE, verl_rows(train, cfg.prompt, data_source=_source_name(cfg.prompts),
-                                                                    split="train"))}
+    if cfg.prefilter.enabled:  # the prompts verl trains on are the ones oxa rl would: filtered by the start model
+        from oxa.rl.prefilter import prefilter_prompts
+
+        train = prefilter_prompts(train, cfg)
+    rows = verl_rows(train, cfg.prompt, data_source=_source_name(cfg.prompts), split="train")
+    counts = {TRAIN_FILE: write_records(out / TRAIN_FILE, rows)}
     val_files = []
-    for spec in cfg.val_prompts:
+    for spec in cfg.eval.benchmarks:
         name = _source_name(spec)
         val_files.append(f"val-{name}.parquet")
         if val_files[-1] in val_files[:-1]:
             raise OxaError(f"two validation sets are both named {name!r}")
-        rows = verl_rows(load_prompts(spec, fields=cfg.fields, data_dir=cfg.data_dir), cfg.prompt, data_source=name, split="test")
-        counts[val_files[-1]] = write_records(out / val_files[-1], rows)
+        val = load_prompts(spec, fields=cfg.fields, limit=cfg.eval.limit, data_dir=cfg.data_dir)
+        counts[val_files[-1]] = write_records(out / val_files[-1], verl_rows(val, cfg.prompt, data_source=name, split="test"))
     write_text(out / REWARD_FILE, reward_module_source(cfg.reward))
-    output_dir = str(cfg.output_dir) if cfg.output_dir is not None else "$HERE/checkpoints"
-    overrides = verl_overrides(cfg, train_file=f"$HERE/{TRAIN_FILE}", val_files=[f"$HERE/{f}" for f in val_files],
-                               reward_file=f"$HERE/{REWARD_FILE}", output_dir=output_dir)
+    overrides = verl_overrides(cfg, verl, train_file=f"$HERE/{TRAIN_FILE}", val_files=[f"$HERE/{f}" for f in val_files],
+                               reward_file=f"$HERE/{REWARD_FILE}", output_dir="$HERE/checkpoints")
     script = out / SCRIPT_FILE
     write_text(script, _script(overrides))
     script.chmod(0o755)
     summary = {"files": {"train": TRAIN_FILE, "val": val_files, "reward": REWARD_FILE, "script": SCRIPT_FILE},
-               "rows": counts, "settings": cfg.model_dump(mode="json")}
+               "rows": counts, "settings": cfg.model_dump(mode="json"), "verl": verl.model_dump(mode="json")}
     write_json(out / "export.json", summary)
     return summary
