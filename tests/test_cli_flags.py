@@ -48,7 +48,7 @@ def leaf_defaults(model: type[BaseModel]) -> dict[str, object]:
 
 def test_every_command_is_derived_from_its_model():
     assert set(COMMANDS) == {"verify", "score", "select", "synth", "demo", "train", "generate", "distill", "eval",
-                             "steps", "report"}
+                             "rl", "steps", "report"}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
