@@ -230,7 +230,9 @@ def test_verl_runs_the_export(tmp_path, tiny_tokenizer):
     tok_dir = tmp_path / "tok"
     tiny_tokenizer.save_pretrained(tok_dir)
     cfg = RLConfig(model=str(tok_dir), output_dir=tmp_path / "run", prompts="synth-rl", limit=6,
-                   eval={"benchmarks": ["synth-rl"]}, policy_loss="kl-cov", max_prompt_length=512, max_response_length=256)
+                   eval={"benchmarks": ["synth-rl"]}, policy_loss="kl-cov", max_prompt_length=512, max_response_length=256,
+                   max_steps=10, save_steps=5, save_total_limit=2, lr_scheduler_type="cosine", warmup_ratio=0.1,
+                   resume_from_checkpoint="latest", report_to=["tensorboard"])  # every optional key verl must know
     out = tmp_path / "export"
     export_verl(cfg, out)
     check = tmp_path / "check.py"
