@@ -54,7 +54,8 @@ def test_each_preset_runs_on_a_tiny_model_of_its_architecture(name, tmp_path, ti
     small = cfg.model_copy(update={
         "model": str(tiny_model_dir), "output_dir": tmp_path / "out", "prompts": str(tmp_path / "p.jsonl"),
         "num_generations": 2, "prompts_per_step": 2, "micro_batch_size": 2, "max_response_length": 8, "max_steps": 1,
-        "save_steps": None, "rollout_backend": "oxa", "prefilter": cfg.prefilter.model_copy(update={"enabled": False}), "deepspeed": None, "bf16": False, "report_to": ["none"],
+        "save_steps": None, "rollout_backend": "oxa",
+        "prefilter": cfg.prefilter.model_copy(update={"enabled": False}), "deepspeed": None, "bf16": False, "report_to": ["none"],
         "eval": cfg.eval.model_copy(update={"benchmarks": [str(tmp_path / "p.jsonl")], "best_by": None, "n": 2,
                                             "limit": 2, "max_new_tokens": 8, "every": 1, "at_start": False}),
     })

@@ -146,10 +146,9 @@ def test_oxa_rl_settings_map_to_verls_keys_with_steps_counted_in_rollout_batches
     settings = dict(o.split("=", 1) for o in verl_overrides(cfg, VerlOptions(nnodes=2, experiment_name="x"),
                                                             train_file="t", val_files=["v"], reward_file="r",
                                                             output_dir="o"))
-    assert {k: settings[k] for k in ("trainer.total_training_steps", "trainer.save_freq", "trainer.test_freq",
-                                     "actor_rollout_ref.actor.ppo_mini_batch_size", "data.train_batch_size")} == {
-        "trainer.total_training_steps": "50", "trainer.save_freq": "10", "trainer.test_freq": "5",
-        "actor_rollout_ref.actor.ppo_mini_batch_size": "32", "data.train_batch_size": "64"}
+    expected = {"trainer.total_training_steps": "50", "trainer.total_epochs": "50", "trainer.save_freq": "10",
+                "trainer.test_freq": "5", "actor_rollout_ref.actor.ppo_mini_batch_size": "32", "data.train_batch_size": "64"}
+    assert {k: settings[k] for k in expected} == expected
     assert settings["actor_rollout_ref.actor.policy_loss.loss_mode"] == "clip_cov"
     assert settings["actor_rollout_ref.actor.policy_loss.clip_cov_ratio"] == "0.0002"
     assert settings["actor_rollout_ref.rollout.n"] == "4" and settings["actor_rollout_ref.rollout.val_kwargs.n"] == "4"
@@ -159,6 +158,10 @@ def test_oxa_rl_settings_map_to_verls_keys_with_steps_counted_in_rollout_batches
     assert settings["trainer.logger"] == "[console,tensorboard]" and settings["trainer.max_actor_ckpt_to_keep"] == "3"
     assert (settings["trainer.resume_mode"], settings["trainer.nnodes"], settings["trainer.experiment_name"]) == \
         ("auto", "2", "x")
+    no_steps = verl_overrides(cfg.model_copy(update={"max_steps": None, "num_train_epochs": 3.0}), VerlOptions(),
+                              train_file="t", val_files=[], reward_file="r", output_dir="o")
+    assert "trainer.total_epochs=3" in no_steps and "trainer.test_freq=-1" in no_steps
+    assert not any(o.startswith("trainer.total_training_steps") for o in no_steps)
 
 
 @pytest.mark.parametrize(("setting", "message"), [

@@ -62,7 +62,7 @@ class RLConfig(StageConfig):
                          "record file (query/answer fields), a verl-format parquet or a synthetic world directory.",
                          json_schema_extra=cli(positional=True))
     limit: int | None = Field(None, ge=1, description="Use only the first LIMIT prompts.")
-    data_dir: Path | None = Field(None, description="Where named datasets are looked for (default: $OXA_DATA_DIR, ../shared/data).")
+    data_dir: Path | None = Field(None, description="Where named datasets are looked for (default: $OXA_DATA_DIR).")
     fields: Fields = Field(default_factory=Fields, description="Field names of the prompt records.")
     prompt: PromptFormat = Field(default_factory=PromptFormat, description="How a query becomes the prompt (the same "
                                  "tokens as scoring, training, generation and evaluation).")

@@ -78,6 +78,7 @@ def prefilter_prompts(records: list[dict], cfg: RLConfig, *, backend=None, log=p
             json.loads(json.dumps(run)):
         return read_records(kept_file)
     samples_file = out / "samples.jsonl"
+    log(f"prefilter: sampling {p.k} answers to each of {len(records)} prompts with {cfg.model} into {samples_file}")
     sample_to_file(records, samples_file, run, sampling, lambda: backend or make_backend(cfg.model, sampling), n=p.k,
                    fields=Fields(),  # load_prompts wrote id, query and answer under these names
                    where=f"{cfg.prompts} (prefilter)", progress=False)

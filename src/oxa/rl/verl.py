@@ -245,7 +245,9 @@ def verl_overrides(cfg: RLConfig, verl: VerlOptions, *, train_file: str, val_fil
         f"trainer.nnodes={verl.nnodes}",
         f"trainer.save_freq={cfg.save_steps // batches if cfg.save_steps else -1}",
         f"trainer.test_freq={ev.every // batches if val_files else -1}",
-        f"trainer.total_epochs={math.ceil(cfg.num_train_epochs)}",
+        # verl stops at whichever comes first, the epochs or total_training_steps; with max_steps set, as many
+        # epochs as steps (each holds at least one batch) lets the steps decide, as max_steps does in oxa
+        f"trainer.total_epochs={cfg.max_steps // batches if cfg.max_steps else math.ceil(cfg.num_train_epochs)}",
         f"trainer.resume_mode={'auto' if cfg.resume_from_checkpoint == 'latest' else 'disable'}",
         f"trainer.default_local_dir={output_dir}",
     ]
@@ -281,13 +283,13 @@ def export_verl(cfg: RLConfig, out_dir: str | Path, verl: VerlOptions | None = N
 
     verl = verl or VerlOptions()
     check_exportable(cfg)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     train = load_prompts(cfg.prompts, fields=cfg.fields, limit=cfg.limit, data_dir=cfg.data_dir)
     if cfg.prefilter.enabled:  # the prompts verl trains on are the ones oxa rl would: filtered by the start model
         from oxa.rl.prefilter import prefilter_prompts
 
         train = prefilter_prompts(train, cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     rows = verl_rows(train, cfg.prompt, data_source=_source_name(cfg.prompts), split="train")
     counts = {TRAIN_FILE: write_records(out / TRAIN_FILE, rows)}
     val_files = []
