@@ -76,6 +76,8 @@ def check_exportable(cfg: RLConfig) -> None:
 def _problems(cfg: RLConfig):
     yield not cfg.prompt.template and ("prompt.template false: verl applies the model's chat template to every "
                                        "prompt")
+    yield cfg.prompt.chat_template is not None and ("prompt.chat_template: verl applies the tokenizer's own template; "
+                                                    "save this one in the model directory's tokenizer instead")
     yield cfg.scale_rewards == "batch" and ("scale_rewards batch: verl's GRPO divides advantages by the group's std "
                                             "or not at all (group | none)")
     yield cfg.mask_truncated_completions and "mask_truncated_completions: verl has no such setting"
