@@ -10,12 +10,15 @@ schedule overridden, one run per (arm, seed); finished runs are reused. Then:
   the reward) and by the world's step checker (``oxa.synth.checker.check_steps``, every line right); and
   the first error the PRM located against the one ``check_steps`` finds in the original response;
 * the comparison: held-out Pass@1 (the mean over synth-easy / medium / hard, the paper's Avg.) at the
-  start, at the end and at its best, the training reward, and group diversity (distinct final answers and
+  start, at the end and at its best, the training reward of the rollouts as sampled (SCOPE's
+  ``reward_mean`` counts its salvages), and group diversity (distinct final answers and
   teacher strategies per group of sampled rollouts), averaged over seeds;
 * the curves (reward, entropy, diversity, salvaged rollouts, held-out Pass@1) as ``--png``.
 
     oxa demo --out runs/demo
     python benchmarks/scope_synth.py --demo runs/demo --out /tmp/scope --seeds 0 1 --steps 60
+    # or the arms side by side in two processes, then the comparison (finished runs are reused):
+    python benchmarks/scope_synth.py --arms grpo ... & python benchmarks/scope_synth.py --arms grpo+scope ...
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def run_all(args) -> dict[str, list[Path]]:
 
     runs: dict[str, list[Path]] = {arm: [] for arm in ARMS}
     for n, seed in enumerate(args.seeds):
-        for arm in ARMS:
+        for arm in args.arms:
             cfg = arm_config(arm, args, seed, first=n == 0 and arm == "grpo")
             out = Path(cfg.output_dir)
             if not (out / "oxa_rl.json").exists():
@@ -117,7 +120,8 @@ def summarise(runs: dict[str, list[Path]], start_pass1: float | None) -> dict:
             per_seed.append({"run": d.name, "steps": int(steps[-1]) if len(steps) else 0,
                              "pass1_end": float(last[-1]) if len(last) else None,
                              "pass1_best": float(last.max()) if len(last) else None,
-                             "reward": mean("reward_mean"), "distinct_answers": mean("diversity/distinct_answers"),
+                             "reward": mean("salvage/sampled_reward_mean") if len(r.series("salvage/sampled_reward_mean")[0])
+                             else mean("reward_mean"), "reward_trained": mean("reward_mean"), "distinct_answers": mean("diversity/distinct_answers"),
                              "distinct_paths": mean("diversity/distinct_paths"), "entropy": mean("entropy"),
                              "salvaged_per_step": mean("salvage/successes")})
         avg = {k: statistics.mean(s[k] for s in per_seed) for k in per_seed[0] if k != "run"
@@ -137,6 +141,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--eval-every", type=int, default=20)
     ap.add_argument("--eval-n", type=int, default=4, help="samples per held-out problem")
+    ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
+                    help="train only these arms (two processes can train one each); the comparison needs both")
     ap.add_argument("--png", type=Path, default=ROOT / "docs" / "scope_synth_curves.png")
     ap.add_argument("--smooth", type=int, default=5)
     args = ap.parse_args()
@@ -145,6 +151,8 @@ def main() -> None:
     from oxa.report import load_rl_run, plot_rl_curves
 
     runs = run_all(args)
+    if set(args.arms) != set(ARMS):
+        return
     start = load_rl_run(runs["grpo"][0]).series("eval/average/pass@1")
     results = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                "salvage": salvage_check(runs["grpo+scope"]),

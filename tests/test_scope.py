@@ -189,6 +189,7 @@ def test_salvage_at_the_answer_step_grades_correct_and_replaces_the_failure(tmp_
     (row,) = read_records(out / "rl_metrics.jsonl")
     assert [row[f"salvage/{k}"] for k in ("failed", "attempts", "located", "corrected", "successes", "replaced")] == \
         [6.0, 6.0, 6.0, 6.0, 2.0, 2.0]
+    assert row["salvage/sampled_reward_mean"] == 0.25 and row["reward_mean"] == 0.5  # before and after salvage
     assert row["prm/missed_failures"] == 0.0 and row["prm/flagged_successes"] == 0.0
     positions = [r["first_error"] / r["steps"] for r in log]
     assert row["salvage/first_error_pos_mean"] == pytest.approx(sum(positions) / len(positions))
@@ -235,3 +236,25 @@ def test_a_salvaged_rollout_is_prefix_correction_and_the_policys_own_continuatio
         assert ids[resumed:] == list(tail)
     fresh = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     assert_update_is(hand_loss(fresh, batch, "shape"), fresh, out)
+
+
+def test_a_model_corrector_sees_the_problem_the_verified_steps_and_the_reference(tiny_model_dir, planted):
+    """corrector: model - any model through oxa's generation backend, prompted as oxa.prm.correct says."""
+    from oxa.prm.base import judge
+    from oxa.prm.correct import CorrectionRequest, ModelCorrector, corrector_prompt
+
+    scope = ScopeTransform(ScopeConfig(enabled=True, corrector="model", corrector_model={
+        "model": str(tiny_model_dir), "max_new_tokens": 7, "reference_field": "solution", "device": "cpu"}), {})
+    corrector = scope.corrector
+    assert isinstance(corrector, ModelCorrector) and corrector.params.max_new_tokens == 7
+    seen = []
+    corrector.backend.run = lambda prompts, jobs, params, fmt: seen.append(prompts) or iter(())
+    record = {**planted[1], "solution": "the reference solution"}
+    (j,) = judge(scope.prm, scope.prm.inputs([record["query"]], [record["response"]], [record]))
+    request = CorrectionRequest(record["query"], j.steps, j.first_error, record, record["solution"])
+    with pytest.raises(KeyError):  # the stubbed backend answers nothing; what it was asked is what matters
+        corrector.correct([request])
+    (prompts,) = seen
+    assert prompts == [corrector_prompt(request)]
+    assert "Reference solution:\nthe reference solution" in prompts[0] and record["query"] in prompts[0]
+    assert "\n".join(j.steps.texts[: record["label"]]) in prompts[0]

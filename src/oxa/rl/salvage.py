@@ -22,9 +22,10 @@ is exact.
 
 Logged every step (``rl_metrics.jsonl`` and ``report_to``):
 
-* ``salvage/*``: failures chosen, located, corrected, salvaged (graded correct), rows replaced, and the
-  first error's relative position (share of steps kept) as a mean and a 5-bin histogram
-  ``salvage/first_error_pos/<bin>`` (counts);
+* ``salvage/*``: the mean reward of the rollouts as sampled (``reward_mean`` is after salvage), failures,
+  those chosen, located, corrected, salvaged (graded correct), rows replaced, and the first error's
+  relative position (share of steps kept) as a mean and a 5-bin histogram ``salvage/first_error_pos/<bin>``
+  (counts per process);
 * ``prm/missed_failures``, ``prm/flagged_successes``: how the PRM's verdicts on the sampled rollouts
   disagree with the verifier's;
 * ``diversity/*``: distinct final answers and reasoning paths per group of the *sampled* rollouts (the
@@ -229,7 +230,7 @@ class ScopeTransform:
                     for i in located]
         corrections = self.corrector.correct(requests) if requests else []
         salvages = {i: Salvage(q, c, self.separator) for i, q, c in zip(located, requests, corrections) if c}
-        metrics.update({"salvage/failed": float(sum(failed)), "salvage/attempts": float(len(chosen)),
+        metrics.update({"salvage/sampled_reward_mean": sum(totals) / len(totals), "salvage/failed": float(sum(failed)), "salvage/attempts": float(len(chosen)),
                         "salvage/located": float(len(located)), "salvage/corrected": float(len(salvages))})
         positions = [s.request.relative_position for s in salvages.values()]
         for i in range(POSITION_BINS):
