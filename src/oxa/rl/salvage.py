@@ -25,7 +25,7 @@ Logged every step (``rl_metrics.jsonl`` and ``report_to``):
 * ``salvage/*``: the mean reward of the rollouts as sampled (``reward_mean`` is after salvage), failures,
   those chosen, located, corrected, salvaged (graded correct), rows replaced, and the first error's
   relative position (share of steps kept) as a mean and a 5-bin histogram ``salvage/first_error_pos/<bin>``
-  (counts per process);
+  (counts per process), and ``salvage/seconds`` spent salvaging (PRM, corrector, continuation, grading);
 * ``prm/missed_failures``, ``prm/flagged_successes``: how the PRM's verdicts on the sampled rollouts
   disagree with the verifier's;
 * ``diversity/*``: distinct final answers and reasoning paths per group of the *sampled* rollouts (the
@@ -39,6 +39,7 @@ the error was located, the correction, the salvaged response and its reward), fo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -191,7 +192,9 @@ class ScopeTransform:
         if self.cfg.diversity != "off":
             metrics.update(self.diversity(records, texts, n, "diversity"))
         if self.cfg.enabled:
+            started = time.perf_counter()
             metrics.update(self.salvage(batch, trainer, records, texts, n))
+            metrics["salvage/seconds"] = time.perf_counter() - started
             if self.cfg.diversity != "off":
                 trained = [c if isinstance(c, str) else c[-1]["content"] for c in batch.completions]
                 metrics.update(self.diversity(records, trained, n, "diversity_trained"))
@@ -230,8 +233,9 @@ class ScopeTransform:
                     for i in located]
         corrections = self.corrector.correct(requests) if requests else []
         salvages = {i: Salvage(q, c, self.separator) for i, q, c in zip(located, requests, corrections) if c}
-        metrics.update({"salvage/sampled_reward_mean": sum(totals) / len(totals), "salvage/failed": float(sum(failed)), "salvage/attempts": float(len(chosen)),
-                        "salvage/located": float(len(located)), "salvage/corrected": float(len(salvages))})
+        metrics.update({"salvage/sampled_reward_mean": sum(totals) / len(totals), "salvage/failed": float(sum(failed)),
+                        "salvage/attempts": float(len(chosen)), "salvage/located": float(len(located)),
+                        "salvage/corrected": float(len(salvages))})
         positions = [s.request.relative_position for s in salvages.values()]
         for i in range(POSITION_BINS):
             metrics[f"salvage/first_error_pos/{position_bin((i + 0.5) / POSITION_BINS)}"] = 0.0
