@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = {"grpo": "rl-synth.yaml", "grpo+scope": "rl-synth-scope.yaml"}
+SAMPLED = "Reward of the sampled rollouts (mean)"
 
 
 def arm_config(arm: str, args, seed: int, first: bool):
@@ -160,13 +161,20 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     curves = [load_rl_run(d, f"{arm} s{args.seeds[i]}") for arm, dirs in runs.items() for i, d in enumerate(dirs)]
+    start_row = next(r for r in load_rl_run(runs["grpo"][0]).rows if r["step"] == 0)  # the same start for all
+    for c in curves:
+        for r in c.rows:  # SCOPE's reward_mean counts its salvages: compare the rollouts as sampled
+            if "reward_mean" in r:
+                r[SAMPLED] = r.get("salvage/sampled_reward_mean", r["reward_mean"])
+        if all(r["step"] for r in c.rows):
+            c.rows.insert(0, start_row)
     plot_rl_curves(curves, args.png, smooth=args.smooth,
-                   metrics=("reward_mean", "diversity/distinct_answers", "diversity/distinct_paths", "entropy",
+                   metrics=(SAMPLED, "diversity/distinct_answers", "diversity/distinct_paths", "entropy",
                             "salvage/successes"), benchmarks=["average"])
 
     s = results["salvage"]
     print(f"salvage: {s['replaced']} of {s['failed_rollouts']} failed rollouts salvaged "
-          f"({100 * s['salvaged_share_of_failed']:.1f}%; {s['attempts']} attempts); regraded correct: "
+          f"({100 * s['salvaged_share_of_failed']:.1f}%; {s['attempts']} located and corrected); regraded correct: "
           f"{s['replaced_verify_correct']}/{s['replaced']} by oxa verify, {s['replaced_all_steps_right']}/{s['replaced']} "
           f"every step right; first error = check_steps': {s['first_error_matches_check_steps']}/{s['attempts']}; "
           f"relative position quartiles {s['first_error_position_quartiles']}")
