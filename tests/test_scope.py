@@ -258,3 +258,16 @@ def test_a_model_corrector_sees_the_problem_the_verified_steps_and_the_reference
     assert prompts == [corrector_prompt(request)]
     assert "Reference solution:\nthe reference solution" in prompts[0] and record["query"] in prompts[0]
     assert "\n".join(j.steps.texts[: record["label"]]) in prompts[0]
+
+
+def test_the_scope_preset_is_the_grpo_preset_with_salvage_on():
+    """Same start, prompts, objective and budget as configs/rl-synth.yaml: only the salvage and the run directory differ."""
+    from pathlib import Path
+
+    from oxa.config import load_yaml, validate
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    grpo, scope = (validate(RLConfig, load_yaml(root / n), source=n) for n in ("rl-synth.yaml", "rl-synth-scope.yaml"))
+    assert scope.scope.enabled and not grpo.scope.enabled and grpo.output_dir != scope.output_dir
+    assert grpo.model_dump(exclude={"scope", "output_dir"}) == scope.model_dump(exclude={"scope", "output_dir"})
+    assert scope.scope.model_dump(exclude={"enabled"}) == ScopeConfig().model_dump(exclude={"enabled"})  # defaults
