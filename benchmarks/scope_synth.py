@@ -102,31 +102,42 @@ def salvage_check(run_dirs: list[Path]) -> dict:
             "first_error_matches_check_steps": agree,
             "first_error_position_quartiles": [round(q, 3) for q in statistics.quantiles(positions, n=4)]
             if len(positions) > 1 else positions,
-            "off_policy_tokens_per_salvage": statistics.mean(a["off_policy_tokens"] for a in replaced) if replaced else 0}
+            "off_policy_tokens_per_salvage": statistics.mean(a["off_policy_tokens"] for a in replaced)
+            if replaced else 0}
+
+
+def run_summary(d: Path) -> dict:
+    """One run: held-out Pass@1 (after training) at the end and at its best; means over the steps of the rest."""
+    from oxa.report import load_rl_run
+
+    r = load_rl_run(d)
+
+    def mean(key: str) -> float | None:
+        values = r.series(key)[1]
+        return float(statistics.mean(values)) if len(values) else None
+
+    evals, p1 = r.series("eval/average/pass@1")
+    trained = p1[evals > 0]
+    train_rows = [row for row in r.rows if "reward_mean" in row]
+    sampled = mean("salvage/sampled_reward_mean")  # SCOPE's reward_mean counts its salvages
+    return {"run": d.name, "steps": max(row["step"] for row in train_rows),
+            "pass1_end": float(trained[-1]) if len(trained) else None,
+            "pass1_best": float(trained.max()) if len(trained) else None,
+            "reward": mean("reward_mean") if sampled is None else sampled, "reward_trained": mean("reward_mean"),
+            "distinct_answers": mean("diversity/distinct_answers"), "distinct_paths": mean("diversity/distinct_paths"),
+            "entropy": mean("entropy"), "salvaged_per_step": mean("salvage/successes"),
+            "prm_flagged_successes": mean("prm/flagged_successes"), "prm_missed_failures": mean("prm/missed_failures"),
+            "seconds_per_step": statistics.mean(sum(row.get(f"seconds_{k}", 0.0) for k in ("generation", "grading",
+                                                                                             "update"))
+                                                for row in train_rows)}
 
 
 def summarise(runs: dict[str, list[Path]], start_pass1: float | None) -> dict:
-    from oxa.report import load_rl_run
-
     out = {}
     for arm, dirs in runs.items():
-        per_seed = []
-        for d in dirs:
-            r = load_rl_run(d)
-            _, p1 = r.series("eval/average/pass@1")
-            steps, _ = r.series("reward_mean")
-            evals, _ = r.series("eval/average/pass@1")
-            mean = lambda k: float(statistics.mean(r.series(k)[1])) if len(r.series(k)[1]) else None  # noqa: E731
-            last = p1[evals > 0] if len(p1) else p1
-            per_seed.append({"run": d.name, "steps": int(steps[-1]) if len(steps) else 0,
-                             "pass1_end": float(last[-1]) if len(last) else None,
-                             "pass1_best": float(last.max()) if len(last) else None,
-                             "reward": mean("salvage/sampled_reward_mean") if len(r.series("salvage/sampled_reward_mean")[0])
-                             else mean("reward_mean"), "reward_trained": mean("reward_mean"), "distinct_answers": mean("diversity/distinct_answers"),
-                             "distinct_paths": mean("diversity/distinct_paths"), "entropy": mean("entropy"),
-                             "salvaged_per_step": mean("salvage/successes")})
-        avg = {k: statistics.mean(s[k] for s in per_seed) for k in per_seed[0] if k != "run"
-               and all(isinstance(s[k], (int, float)) for s in per_seed)}
+        per_seed = [run_summary(d) for d in dirs]
+        avg = {k: statistics.mean(s[k] for s in per_seed) for k in per_seed[0]
+               if all(isinstance(s[k], (int, float)) for s in per_seed)}
         out[arm] = {"seeds": per_seed, "mean": avg}
     out["start_pass1"] = start_pass1
     return out
@@ -179,13 +190,17 @@ def main() -> None:
           f"every step right; first error = check_steps': {s['first_error_matches_check_steps']}/{s['attempts']}; "
           f"relative position quartiles {s['first_error_position_quartiles']}")
     c = results["comparison"]
-    print(f"held-out Pass@1 at the start: {c['start_pass1']}")
-    print(f"{'arm':<12}{'Pass@1 end':>11}{'best':>8}{'reward':>8}{'answers':>9}{'paths':>7}{'entropy':>9}{'salvaged':>10}")
+    print(f"held-out Pass@1 at the start: {c['start_pass1']}; PRM against the verifier (SCOPE runs): "
+          f"{c['grpo+scope']['mean'].get('prm_flagged_successes')} of correct rollouts flagged, "
+          f"{c['grpo+scope']['mean'].get('prm_missed_failures')} of failures missed")
+    print(f"{'arm':<12}{'Pass@1 end':>11}{'best':>8}{'reward':>8}{'answers':>9}{'paths':>7}{'entropy':>9}"
+          f"{'salvaged':>10}{'s/step':>8}")
     for arm in ARMS:
         m = c[arm]["mean"]
         f = lambda k, pct=False: "-" if m.get(k) is None else (f"{100 * m[k]:.1f}%" if pct else f"{m[k]:.3f}")  # noqa: E731
         print(f"{arm:<12}{f('pass1_end', True):>11}{f('pass1_best', True):>8}{f('reward'):>8}"
-              f"{f('distinct_answers'):>9}{f('distinct_paths'):>7}{f('entropy'):>9}{f('salvaged_per_step'):>10}")
+              f"{f('distinct_answers'):>9}{f('distinct_paths'):>7}{f('entropy'):>9}{f('salvaged_per_step'):>10}"
+              f"{f('seconds_per_step'):>8}")
         for sd in c[arm]["seeds"]:
             print(f"   {sd['run']}: Pass@1 end {sd['pass1_end']}, best {sd['pass1_best']}, reward {sd['reward']:.3f}, "
                   f"answers {sd['distinct_answers']:.3f}, paths {sd['distinct_paths']:.3f}")

@@ -261,7 +261,7 @@ def test_a_model_corrector_sees_the_problem_the_verified_steps_and_the_reference
 
 
 def test_the_scope_preset_is_the_grpo_preset_with_salvage_on():
-    """Same start, prompts, objective and budget as configs/rl-synth.yaml: only the salvage and the run directory differ."""
+    """Same start, prompts, objective and budget as configs/rl-synth.yaml: only salvage and run directory differ."""
     from pathlib import Path
 
     from oxa.config import load_yaml, validate
