@@ -73,6 +73,12 @@ def test_scope_flags_parse():
     assert cfg.scope.enabled and (cfg.scope.which, cfg.scope.max_per_group) == ("no_success", 2)
     assert cfg.scope.prm.threshold == 0.3 and cfg.scope.prm.prm == "checker" and cfg.scope.diversity == "steps"
     assert cfg.off_policy_tokens == "mask" and cfg.scope.corrector == "teacher"
+    result = CliRunner().invoke(app, ["rl", "--model", "m", "--output-dir", "o", "--prompts", "p", "--scope.enabled",
+                                      "--scope.corrector", "model", "--scope.corrector-model.model", "/models/c",
+                                      "--scope.corrector-model.reference-field", "solution"])
+    assert result.exit_code == 0, result.output
+    corrector = seen[1].scope.corrector_model
+    assert (corrector.model, corrector.reference_field) == ("/models/c", "solution")
 
 
 # ------------------------------------------------------------------------------------------ in a run
