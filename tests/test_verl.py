@@ -178,6 +178,7 @@ def test_oxa_rl_settings_map_to_verls_keys_with_steps_counted_in_rollout_batches
     ({"trl_args": {"optim": "sgd"}}, "trl_args \\(optim\\)"),
     ({"prompt": {"template": False}}, "prompt.template false"),
     ({"prompt": {"chat_template": "{{ messages[0]['content'] }}"}}, "prompt.chat_template"),
+    ({"scope": {"enabled": True}}, "scope.enabled"),
 ])
 def test_settings_verl_cannot_honour_are_refused_in_one_line(setting, message):
     cfg = RLConfig(model="m", output_dir="o", prompts="synth-rl", **setting)

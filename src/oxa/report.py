@@ -256,7 +256,10 @@ def _slug(text: str) -> str:
 RL_METRICS_FILE = "rl_metrics.jsonl"
 RL_PANELS = {"reward_mean": "Training reward (mean)", "entropy": "Policy entropy (nats / token)",
              "response_length": "Response length (tokens)", "kl": "KL to the start", "reward_std": "Reward std",
-             "frac_zero_std_groups": "Groups without signal (share)", "clip_fraction": "Clip fraction"}
+             "frac_zero_std_groups": "Groups without signal (share)", "clip_fraction": "Clip fraction",
+             "diversity/distinct_answers": "Distinct final answers per group",
+             "diversity/distinct_paths": "Distinct reasoning paths per group",
+             "salvage/successes": "Failed rollouts salvaged (per step)"}
 """Training metrics ``oxa report`` can draw, with their panel titles (keys of ``rl_metrics.jsonl``)."""
 _PASS1 = re.compile(r"^eval/(.+)/pass@1$")
 
@@ -385,15 +388,22 @@ def rl_summary_table(runs: list[RLRun]) -> str:
     return "\n".join(lines)
 
 
+DIVERSITY_PANELS = ("diversity/distinct_answers", "diversity/distinct_paths", "salvage/successes")
+"""Drawn beside reward and entropy when a run logged them (`oxa rl`'s group diversity; SCOPE's salvage)."""
+
+
 def rl_section(runs: list[RLRun], out: Path, *, smooth: int = 1) -> list[str]:
     """The markdown (and ``rl_curves.png``) of the RL runs."""
-    png = plot_rl_curves(runs, out / "rl_curves.png", smooth=smooth)
+    logged = [k for k in DIVERSITY_PANELS if any(len(r.series(k)[0]) for r in runs)]
+    png = plot_rl_curves(runs, out / "rl_curves.png", smooth=smooth, metrics=("reward_mean", "entropy", *logged))
     return ["## RL training", "", "RL runs: " + ", ".join(f"`{r.name}` ({r.path})" for r in runs), "",
             rl_summary_table(runs), "",
             f"![RL curves]({png.name})", "",
             "Reward: mean over the step's rollouts; entropy: token mean of the pre-update policy's entropy at the "
             "rollout temperature over the step's response tokens (verl's); start / end: means over the first / last "
-            "tenth of the logged steps. Pass@1: held-out evaluation during training.", ""]
+            "tenth of the logged steps. Pass@1: held-out evaluation during training."
+            + (" Diversity: distinct final answers and reasoning paths per group of sampled rollouts, averaged over "
+               "the step's groups; salvaged: failed rollouts SCOPE turned into correct ones." if logged else ""), ""]
 
 
 class ReportConfig(StageConfig):

@@ -20,6 +20,7 @@ from oxa.records import Fields
 from oxa.rl.policy_loss import OffPolicyMode, PolicyLossName
 from oxa.rl.prefilter import PrefilterConfig
 from oxa.rl.reward import RewardConfig
+from oxa.rl.salvage import ScopeConfig
 
 LossAggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 """verl's names. token-mean: every response token of the optimizer step weighs the same (verl's default;
@@ -116,6 +117,8 @@ class RLConfig(StageConfig):
                                              "(LUFFY: -A p/(p+gamma)) or mask (no loss).")
     off_policy_gamma: float = Field(0.1, gt=0, description="gamma of LUFFY's shaping f(p) = p / (p + gamma).")
     reward: RewardConfig = Field(default_factory=RewardConfig, description="The verifiable reward (oxa.rl.reward).")
+    scope: ScopeConfig = Field(default_factory=ScopeConfig, description="SCOPE: salvage failed rollouts at their first "
+                               "wrong step; group diversity logging (oxa.rl.salvage).")
 
     # the optimizer and the run
     learning_rate: float = Field(2e-6, gt=0, description="Actor learning rate (paper: 2e-6).",
@@ -150,4 +153,7 @@ class RLConfig(StageConfig):
         if self.eval.best_by not in (None, "average", *self.eval.benchmarks):
             raise ValueError(f"eval.best_by {self.eval.best_by!r} is neither 'average' nor one of eval.benchmarks "
                              f"{self.eval.benchmarks}")
+        if self.scope.enabled and self.rollout_backend == "vllm":
+            raise ValueError("scope.enabled needs rollout_backend oxa or trl (vLLM's sampling log-probabilities would "
+                             "not match salvaged rollouts)")
         return self

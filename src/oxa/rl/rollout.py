@@ -41,7 +41,8 @@ class RolloutBatch:
 
 RolloutTransform = Callable[[RolloutBatch, Any], RolloutBatch]
 """``transform(batch, trainer) -> batch``: called on every process with its own rows, after grading and
-before advantages (the trainer gives access to the policy, the tokenizer and ``trainer.grade``)."""
+before advantages (the trainer gives access to the policy, the tokenizer and the reward functions;
+:func:`oxa.rl.salvage.grade` grades rewritten rows as the rollouts were graded)."""
 
 
 def rollout_seeds(seed: int, step: int, first: int, count: int) -> list[int]:

@@ -14,6 +14,7 @@ from oxa.models import load_tokenizer, resolve
 from oxa.prompting import encode_prompt
 from oxa.records import get_text, record_id
 from oxa.rl.config import RLConfig
+from oxa.rl.metrics import MetricsFile
 from oxa.rl.rollout import RolloutTransform
 
 
@@ -120,6 +121,16 @@ def grpo_args(cfg: RLConfig, world: int):
     )
 
 
+def scope_transform(cfg: RLConfig, records: list[dict]):
+    """SCOPE's rollout transform (:mod:`oxa.rl.salvage`) over ``records`` keyed by their ids."""
+    from oxa.rl.salvage import ScopeTransform
+
+    transform = ScopeTransform(cfg.scope, {record_id(r, cfg.fields, i): r for i, r in enumerate(records)},
+                               cfg.output_dir)
+    transform.check_records(records, str(cfg.prompts))
+    return transform
+
+
 def train_rl(cfg: RLConfig, *, reward_funcs=None, rollout_transform: RolloutTransform | None = None,
              callbacks: list | None = None, log=print) -> Path:
     """Run GRPO as ``cfg`` says; returns ``cfg.output_dir``, which holds the final policy (and best/ with
@@ -140,10 +151,13 @@ def train_rl(cfg: RLConfig, *, reward_funcs=None, rollout_transform: RolloutTran
     rank, world = dist_info()
     say = log if rank == 0 else (lambda *_: None)
     tokenizer = load_tokenizer(cfg.model, padding_side="left")
-    rows, dropped = prompt_rows(load_rl_prompts(cfg, log=say), tokenizer, cfg)
+    records = load_rl_prompts(cfg, log=say)
+    rows, dropped = prompt_rows(records, tokenizer, cfg)
     if not rows:
         raise OxaError(f"{cfg.prompts}: every prompt is longer than max_prompt_length ({cfg.max_prompt_length} tokens)")
     args = grpo_args(cfg, world)
+    if rollout_transform is None and cfg.scope.active:
+        rollout_transform = scope_transform(cfg, records)
     say(f"GRPO on {len(rows)} prompts ({dropped} dropped as longer than {cfg.max_prompt_length} tokens): "
         f"{cfg.prompts_per_step} prompts x {cfg.num_generations} rollouts per batch, "
         f"{cfg.updates_per_rollout_batch} optimizer step(s) per batch, {world} process(es) x "
@@ -160,6 +174,8 @@ def train_rl(cfg: RLConfig, *, reward_funcs=None, rollout_transform: RolloutTran
         say(f"resuming from {resume}" if resume else "no checkpoint to resume from: starting fresh")
     if trainer.accelerator.is_main_process:  # rows after the resumed step are logged again; a fresh run starts empty
         trainer.metrics_file.truncate_after(int(Path(resume).name.rsplit("-", 1)[-1]) if resume else -1)
+        MetricsFile(Path(cfg.output_dir) / "salvage.jsonl").truncate_after(
+            int(Path(resume).name.rsplit("-", 1)[-1]) if resume else -1)
     started = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(cfg.output_dir))

@@ -99,6 +99,8 @@ def _problems(cfg: RLConfig):
     unknown = [r for r in cfg.report_to if r != "none" and r not in _LOGGERS]
     yield unknown and f"report_to {', '.join(unknown)}: verl logs to {', '.join(('console', *_LOGGERS))}"
     yield cfg.trl_args and f"trl_args ({', '.join(cfg.trl_args)}): TRL settings have no verl meaning"
+    yield cfg.scope.enabled and ("scope.enabled: verl has no step-wise salvage of failed rollouts; export the "
+                                 "plain GRPO run (scope.enabled false)")
 
 
 # -------------------------------------------------------------------------------------------- data
