@@ -99,6 +99,20 @@ def test_generate_records_shape_and_batch_independence(model_and_tok):
     assert [r["response"] for r in other_seed] != [r["response"] for r in out]
 
 
+def test_sampling_uses_no_deprecated_transformers_argument(model_and_tok):
+    """transformers 5.24 renamed the model's ``past_key_values`` argument to ``cache`` and removes the old
+    name in 5.40: the backend must not trigger the deprecation notice (a FutureWarning naming the argument)."""
+    import warnings
+
+    model, tok = model_and_tok
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        generate_records(QUERIES[:1], model, tok, n=2, temperature=1.0, top_p=0.9, max_new_tokens=4, seed=0,
+                         progress=False)
+    deprecated = [str(w.message) for w in caught if "deprecated" in str(w.message)]
+    assert deprecated == []
+
+
 def test_recorded_entropy_equals_a_teacher_forced_recomputation(model_and_tok):
     model, tok = model_and_tok
     backend = TransformersBackend(model, tok, batch_size=4)

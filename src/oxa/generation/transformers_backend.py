@@ -60,7 +60,7 @@ class TransformersBackend:
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
                          use_cache=True, logits_to_keep=1)
 
         # one row per sample: gather its prompt's cache, mask and last logits
@@ -100,7 +100,7 @@ class TransformersBackend:
             step_ids = torch.tensor([[tokens[r][-1]] for r in active], device=device)
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=next_pos[:, None],
-                             past_key_values=cache, use_cache=True)
+                             cache=cache, use_cache=True)
             logits = out.logits[:, -1]
             next_pos = next_pos + 1
         return results  # type: ignore[return-value]
