@@ -1,9 +1,12 @@
 """Scoring throughput: `oxa.scoring` vs the model's forward-only limit and the naive way, in one run.
 
 Forward-only (the limit of the approach): the model's plain forward pass (logits at every position, no
-log-softmax, nothing read out) over the very same tokens packed back to back into rows of
-``--pack-length`` tokens with no padding at all, ``--token-budget`` tokens per pass. Scoring must at
-least run this forward over every token; goal: ours >= 0.8x its tokens/s.
+log-softmax, nothing read out) over the very same tokens with no padding at all: the records' tokens
+back to back, cut into rows of ``--pack-length`` tokens, ``--token-budget`` tokens per pass. The
+default row length is the token-weighted mean record length sum(L^2)/sum(L), at which causal attention
+does the same work per token as over the records one by one (a row of P tokens attends P/2 back on
+average; a record of L tokens, L/2). Scoring must at least run this forward over every token; goal:
+ours >= 0.8x its tokens/s.
 
 Naive (what the reference code and most scripts do): fixed-size batches in file order, padded to the
 longest sequence of the batch, full-vocabulary fp32 logits, log_softmax, then the response positions.
@@ -77,11 +80,11 @@ def naive_scores(records: list[dict], model, tokenizer, fmt: PromptFormat, batch
 
 @torch.inference_mode()
 def forward_only(stream: torch.Tensor, model, pack_length: int, token_budget: int) -> None:
-    """The model's forward over ``stream`` cut into rows of ``pack_length`` tokens, no padding anywhere."""
+    """The model's forward over ``stream`` cut into rows of ``pack_length`` tokens: not one padding token."""
     device = next(model.parameters()).device
-    rows = max(1, token_budget // pack_length)
-    for s in range(0, len(stream), rows * pack_length):
-        chunk = stream[s : s + rows * pack_length]
+    per_pass = max(1, token_budget // pack_length) * pack_length
+    for s in range(0, len(stream), per_pass):
+        chunk = stream[s : s + per_pass]
         full = len(chunk) // pack_length * pack_length
         for part in (chunk[:full].view(-1, pack_length), chunk[full:].view(1, -1)):
             if part.numel():
@@ -120,7 +123,8 @@ def main() -> None:
     p.add_argument("--vocab", type=int, default=8192, help="output head rows (logit cost grows with it)")
     p.add_argument("--token-budget", type=int, default=16384, help="ours: padded tokens per batch")
     p.add_argument("--batch-size", type=int, default=16, help="naive: records per batch")
-    p.add_argument("--pack-length", type=int, default=2048, help="forward-only: tokens per packed row")
+    p.add_argument("--pack-length", type=int, default=None,
+                   help="forward-only: tokens per packed row [default: token-weighted mean record length]")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--repeats", type=int, default=3)
@@ -146,14 +150,15 @@ def main() -> None:
 
     warm = records[:32]
     stream = torch.tensor([t for r in records for t in encode_example(tokenizer, r["query"], r["response"], fmt).input_ids])
+    pack = args.pack_length or round(sum(n * n for n in lengths) / n_tokens)
     naive_scores(warm, model, tokenizer, fmt, args.batch_size)
     score_records(warm, model, tokenizer, fmt=fmt, token_budget=args.token_budget, progress=False)
-    forward_only(stream[: args.token_budget], model, args.pack_length, args.token_budget)
+    forward_only(stream[: args.token_budget], model, pack, args.token_budget)
 
     (t_naive, t_ours, t_fwd), peaks, (naive, ours, _) = timed(
         [lambda: naive_scores(records, model, tokenizer, fmt, args.batch_size),
          lambda: score_records(records, model, tokenizer, fmt=fmt, token_budget=args.token_budget, progress=False),
-         lambda: forward_only(stream, model, args.pack_length, args.token_budget)],
+         lambda: forward_only(stream, model, pack, args.token_budget)],
         args.repeats,
         device,
     )
@@ -163,7 +168,7 @@ def main() -> None:
           f"{len(records) / t_naive:8.1f} rec/s {n_tokens / t_naive:9.0f} tok/s{mem[0]}")
     print(f"oxa   (token budget {args.token_budget}, sorted, chunked head): {t_ours:8.2f} s "
           f"{len(records) / t_ours:8.1f} rec/s {n_tokens / t_ours:9.0f} tok/s{mem[1]}")
-    print(f"forward only (packed rows of {args.pack_length}, no padding):  {t_fwd:8.2f} s "
+    print(f"forward only (packed rows of {pack}, no padding):   {t_fwd:8.2f} s "
           f"{len(records) / t_fwd:8.1f} rec/s {n_tokens / t_fwd:9.0f} tok/s{mem[2]}")
     print(f"ours / forward-only {t_fwd / t_ours:.2f}x, ours / naive {t_naive / t_ours:.2f}x (median of {args.repeats}); "
           f"max relative PPL difference {rel:.2e}")
