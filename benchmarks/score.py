@@ -19,7 +19,7 @@ into the thousands), as teacher reasoning traces do. The tiny model's embedding 
 costs. Prints tokens/s of all three, ours / forward-only, ours / naive, and the largest relative PPL
 difference between ours and naive. Example:
 
-    OMP_NUM_THREADS=2 python benchmarks/score.py --records 256 --repeats 3
+    python benchmarks/score.py [--records 128 --repeats 2 --threads 1]
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def timed(fns, repeats: int, device: torch.device) -> tuple[list[float], list[fl
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--records", type=int, default=256)
+    p.add_argument("--records", type=int, default=128)
     p.add_argument("--max-tokens", type=int, default=2048)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=2)
@@ -125,11 +125,13 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16, help="naive: records per batch")
     p.add_argument("--pack-length", type=int, default=None,
                    help="forward-only: tokens per packed row [default: token-weighted mean record length]")
+    p.add_argument("--threads", type=int, default=1, help="torch threads, all sides")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
 
     records = make_records(args.records, args.max_tokens, args.seed)
     tokenizer = train_tokenizer([r["query"] + "\n" + r["response"] for r in records[:200]], vocab_size=1024)

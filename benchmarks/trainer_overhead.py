@@ -8,7 +8,7 @@ loss). Tokens per second counts the non-padding tokens of every micro-batch over
 ``trainer.train()``; each side gets a warm-up run, then the two alternate ``--repeats`` times (medians).
 Goal: ours >= 1.0x TRL.
 
-    python benchmarks/trainer_overhead.py [--hidden 128 --layers 2 --steps 20 --repeats 3 --threads 2]
+    python benchmarks/trainer_overhead.py [--hidden 128 --layers 2 --steps 10 --repeats 2 --threads 1]
 """
 
 from __future__ import annotations
@@ -93,11 +93,11 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--vocab", type=int, default=2048)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rows-per-step", type=int, default=32)
     parser.add_argument("--micro-batch-size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -114,8 +114,9 @@ def main() -> None:
     ce, ul = ex[: len(ex) // 2], ex[len(ex) // 2:]
     results = {"trl": [], "ours": []}
     with tempfile.TemporaryDirectory() as tmp:
+        warm = argparse.Namespace(**{**vars(args), "steps": 2})
         for variant in ("trl", "ours"):  # warm-up
-            run(variant, state, model.config, tokenizer, ce, ul, args, tmp)
+            run(variant, state, model.config, tokenizer, ce, ul, warm, tmp)
         for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
             for variant in ("trl", "ours"):
                 results[variant].append(run(variant, state, model.config, tokenizer, ce, ul, args, tmp))
