@@ -10,10 +10,11 @@ trained on exactly the tokens it was scored on. Template mode (default) scores t
 closing EOS after the chat-templated prompt; ``template=False`` scores the raw response tokens after
 the raw query tokens (the first token of a context-free response is not scored).
 
-Three choices make it fast and memory-safe at a 152k vocabulary:
+These choices make it fast and memory-safe at a 152k vocabulary:
 
 * records are sorted by length inside windows of ``sort_window`` records and packed into batches of at
-  most ``token_budget`` padded tokens, so batches hold sequences of similar length and little padding;
+  most ``token_budget`` padded tokens and at most 10% padding, so batches hold sequences of similar
+  length; right padding needs no padding mask, so attention runs the fused causal kernel;
 * the model body runs once per batch, then only the hidden states of scored positions go through the
   output head, a chunk of positions at a time, so the full ``batch x length x vocab`` logits never exist;
 * logits are upcast to fp32 for the log-softmax and per-sequence sums are taken in fp64, whatever the
