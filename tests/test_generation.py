@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from oxa.generation import (GenerateConfig, TransformersBackend, generate_file, generate_records, sample_seed)
-from oxa.generation.sampling import SamplingParams, draw, entropy_of_logits, sampling_distribution
+from oxa.generation.sampling import SamplingParams, draw, entropy_of_logits, nucleus, sampling_distribution
 from oxa.generation.vllm_backend import from_vllm
 from oxa.io import read_records, write_records
 from oxa.prompting import PromptFormat, encode_prompt
@@ -49,7 +49,7 @@ def test_sampling_distribution_matches_a_direct_nucleus_computation():
 
 @pytest.mark.parametrize("spread", [1.0, 20.0])
 def test_nucleus_over_a_large_vocabulary_equals_the_full_sort(spread):
-    """Peaked rows take the top-candidate path, flat rows (nucleus > 1024 tokens) the full sort."""
+    """Peaked rows stop at the first top-k candidates, flat rows (nucleus > 1024 tokens) widen to the vocabulary."""
     logits = torch.randn(3, 5000, generator=torch.Generator().manual_seed(0)) * spread
     got = sampling_distribution(logits, 0.9, 0.95)
     p = torch.softmax(logits / 0.9, -1)
@@ -71,6 +71,19 @@ def test_draw_follows_the_distribution_and_each_stream():
     alone = draw(probs[:1], [torch.Generator().manual_seed(7)])
     together = draw(probs[:3], [torch.Generator().manual_seed(s) for s in (3, 7, 9)])
     assert alone[0] == together[1]
+
+
+@pytest.mark.parametrize("spread", [1.0, 4.0, 20.0])
+def test_drawing_from_the_nucleus_candidates_picks_the_dense_draws_token(spread):
+    logits = torch.randn(64, 3000, generator=torch.Generator().manual_seed(1)) * spread
+    probs, ids = nucleus(logits, 0.7, 0.9)
+    assert probs.shape[1] < 3000 or spread == 1.0  # peaked rows never touch the whole vocabulary
+    dense = torch.zeros_like(logits)
+    for row in range(64):  # scattered by hand, not through sampling_distribution
+        for p, i in zip(probs[row].tolist(), ids[row].tolist()):
+            dense[row, i] = p
+    seeds = [torch.Generator().manual_seed(s) for s in range(64)], [torch.Generator().manual_seed(s) for s in range(64)]
+    assert draw(probs, seeds[0], ids).tolist() == draw(dense, seeds[1]).tolist()
 
 
 def test_entropy_of_logits_is_minus_sum_p_log_p():
@@ -97,6 +110,20 @@ def test_generate_records_shape_and_batch_independence(model_and_tok):
     assert [r["response"] for r in one_by_one] == [r["response"] for r in out]
     other_seed = generate_records(QUERIES, model, tok, batch_size=4, **{**kw, "seed": 6})
     assert [r["response"] for r in other_seed] != [r["response"] for r in out]
+
+
+def test_sampling_uses_no_deprecated_transformers_argument(model_and_tok):
+    """transformers 5.24 renamed the model's ``past_key_values`` argument to ``cache`` and removes the old
+    name in 5.40: the backend must not trigger the deprecation notice (a FutureWarning naming the argument)."""
+    import warnings
+
+    model, tok = model_and_tok
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        generate_records(QUERIES[:1], model, tok, n=2, temperature=1.0, top_p=0.9, max_new_tokens=4, seed=0,
+                         progress=False)
+    deprecated = [str(w.message) for w in caught if "deprecated" in str(w.message)]
+    assert deprecated == []
 
 
 def test_recorded_entropy_equals_a_teacher_forced_recomputation(model_and_tok):

@@ -129,6 +129,16 @@ def test_pack_batches_respects_budget_longest_first():
         assert len(b) * max(lengths[i] for i in b) <= 512
     flat = [lengths[i] for b in batches for i in b]
     assert flat == sorted(flat, reverse=True)
+    for b in batches:
+        width = max(lengths[i] for i in b)
+        assert len(b) * width - sum(lengths[i] for i in b) <= 0.1 * len(b) * width  # the padding cap
+
+
+def test_pack_batches_closes_a_batch_at_the_padding_cap():
+    # budget room for 4 of length 100; a 4th of length 10 would make 1 - 310/400 = 22.5% padding
+    assert pack_batches([100, 100, 100, 10, 10], 400, max_padding=0.2) == [[0, 1, 2], [3, 4]]
+    assert pack_batches([100, 100, 100, 10, 10], 400, max_padding=0.25) == [[0, 1, 2, 3], [4]]
+    assert pack_batches([100, 100, 100, 10, 10], 400, max_padding=1.0) == [[0, 1, 2, 3], [4]]
 
 
 def test_missing_field_names_record_and_field(model, tok):

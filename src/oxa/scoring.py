@@ -10,10 +10,11 @@ trained on exactly the tokens it was scored on. Template mode (default) scores t
 closing EOS after the chat-templated prompt; ``template=False`` scores the raw response tokens after
 the raw query tokens (the first token of a context-free response is not scored).
 
-Three choices make it fast and memory-safe at a 152k vocabulary:
+These choices make it fast and memory-safe at a 152k vocabulary:
 
 * records are sorted by length inside windows of ``sort_window`` records and packed into batches of at
-  most ``token_budget`` padded tokens, so batches hold sequences of similar length and little padding;
+  most ``token_budget`` padded tokens and at most 10% padding, so batches hold sequences of similar
+  length; right padding needs no padding mask, so attention runs the fused causal kernel;
 * the model body runs once per batch, then only the hidden states of scored positions go through the
   output head, a chunk of positions at a time, so the full ``batch x length x vocab`` logits never exist;
 * logits are upcast to fp32 for the log-softmax and per-sequence sums are taken in fp64, whatever the
@@ -50,6 +51,7 @@ from oxa.prompting import Encoded, PromptFormat, encode_example, response_mask
 from oxa.records import Fields, finite_float, get_text
 
 LOGIT_CHUNK_BYTES = 256 * 2**20  # fp32 logits of one head chunk: 256 MiB (~440 positions at a 152k vocab)
+PADDING_CAP = 0.1  # most of a batch's tokens that may be padding (see pack_batches)
 SORT_WINDOW = 256  # records sorted together: ~98% of the padding saving of a global sort on long-tailed lengths
 
 
@@ -63,16 +65,25 @@ class Score:
         return {"ppl": self.ppl, "n_tokens": self.n_tokens, "truncated": self.truncated}
 
 
-def pack_batches(lengths: list[int], token_budget: int) -> list[list[int]]:
+def pack_batches(lengths: list[int], token_budget: int, max_padding: float = PADDING_CAP) -> list[list[int]]:
     """Positions of ``lengths`` grouped longest first into batches of at most ``token_budget`` padded tokens.
 
-    A batch padded to its longest sequence L holds ``max(1, token_budget // L)`` sequences. Longest first
-    puts the largest batch at the start, so a budget too big for the device fails at once, not hours in.
+    A batch padded to its longest sequence L holds at most ``max(1, token_budget // L)`` sequences, and
+    closes early where the next one would make more than ``max_padding`` of its tokens padding (on
+    long-tailed lengths a cap of 0.1 takes the padding of 256-record windows from ~12% to ~8% for ~30%
+    more batches, each still thousands of tokens). Longest first puts the largest batch at the start, so
+    a budget too big for the device fails at once, not hours in.
     """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     batches: list[list[int]] = []
     while order:
-        size = max(1, token_budget // max(lengths[order[0]], 1))
+        longest = max(lengths[order[0]], 1)
+        size, real = 1, lengths[order[0]]
+        while size < min(len(order), token_budget // longest):
+            if (size + 1) * longest - (real + lengths[order[size]]) > max_padding * (size + 1) * longest:
+                break
+            real += lengths[order[size]]
+            size += 1
         batches.append(order[:size])
         order = order[size:]
     return batches
@@ -139,15 +150,16 @@ class Scorer:
         """One forward pass of the body over the right-padded batch; the head only at scored positions."""
         width = max(len(e.input_ids) for e in batch)
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
         scored = torch.zeros((len(batch), width), dtype=torch.bool)
         for row, e in enumerate(batch):
             ids[row, : len(e.input_ids)] = torch.as_tensor(e.input_ids)
-            attention[row, : len(e.input_ids)] = 1
             scored[row, : len(e.input_ids)] = torch.as_tensor(response_mask(e))
-        ids, attention, scored = ids.to(self.device), attention.to(self.device), scored.to(self.device)
+        ids, scored = ids.to(self.device), scored.to(self.device)
 
-        hidden = self.body(input_ids=ids, attention_mask=attention).last_hidden_state
+        # Right padding: a real token attends only to earlier tokens, all real, so the causal mask alone is
+        # exact for every position read below; without a padding mask attention takes the fused causal
+        # kernel instead of materialising a length x length mask (on CPU ~25% of the whole pass).
+        hidden = self.body(input_ids=ids).last_hidden_state
         # the hidden state at t predicts token t+1: keep the positions whose next token is scored
         predicts = scored[:, 1:]
         h = hidden[:, :-1][predicts]
@@ -156,8 +168,8 @@ class Scorer:
         nll = torch.empty(len(targets), dtype=torch.float32, device=self.device)
         for s in range(0, len(targets), self.logit_chunk):
             z = self.head(h[s : s + self.logit_chunk]).float()
-            y = targets[s : s + self.logit_chunk, None]
-            nll[s : s + self.logit_chunk] = torch.logsumexp(z, dim=-1) - z.gather(-1, y).squeeze(-1)
+            y = targets[s : s + self.logit_chunk]
+            nll[s : s + self.logit_chunk] = torch.nn.functional.cross_entropy(z, y, reduction="none")
         sums = torch.zeros(len(batch), dtype=torch.float64, device=self.device).index_add_(0, rows, nll.double())
         counts = torch.bincount(rows, minlength=len(batch))
         return [

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-NUCLEUS_CANDIDATES = 1024  # tokens sorted per row for top-p before falling back to the whole vocabulary
+FIRST_CANDIDATES = 64  # top tokens per row looked at first for the nucleus; x8 until they hold top_p of the mass
 
 
 @dataclass(frozen=True)
@@ -55,35 +55,54 @@ def entropy_of_logits(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).nan_to_num().sum(dim=-1)
 
 
-def sampling_distribution(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """The probabilities actually sampled from: softmax(logits / T), then the smallest set of
-    most-likely tokens whose mass reaches ``top_p`` (always at least one), renormalised.
+def nucleus(logits: torch.Tensor, temperature: float, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distribution actually sampled from, as (probabilities, token ids), each ``[rows, k]``: softmax(logits
+    / T), then the smallest set of most-likely tokens whose mass reaches ``top_p`` (always at least one),
+    renormalised; tokens outside it have probability 0. ``temperature == 0`` is greedy decoding.
 
-    ``temperature == 0`` is greedy decoding: all mass on the arg-max token.
+    The nucleus is almost always a few dozen tokens, so only the top ``k`` logits are sorted (a top-k
+    prefilter; the softmax normaliser comes from a logsumexp over the whole vocabulary). While some row's
+    top ``k`` hold less than ``top_p``, ``k`` grows eightfold, up to the whole vocabulary: the result is
+    exactly the full sort's, at a fraction of its cost (a full sort of 49k logits costs ~10x a top-64).
     """
     logits = logits.float()
     if temperature == 0:
-        return torch.nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1]).float()
-    probs = torch.softmax(logits / temperature, dim=-1)
+        return logits.new_ones((logits.shape[0], 1)), logits.argmax(dim=-1, keepdim=True)
+    scaled = logits / temperature
+    vocab = scaled.shape[-1]
     if top_p >= 1:
-        return probs
-    # The nucleus is almost always a few hundred tokens: sort only the top candidates when they hold
-    # top_p of the mass in every row (then the result is exactly the full sort's), else the whole vocabulary.
-    top = min(probs.shape[-1], NUCLEUS_CANDIDATES)
-    sorted_p, order = probs.topk(top, dim=-1)
-    if top < probs.shape[-1] and bool((sorted_p.sum(dim=-1) < top_p).any()):
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-    mass_before = sorted_p.cumsum(dim=-1) - sorted_p
-    sorted_p = sorted_p.masked_fill(mass_before >= top_p, 0.0)  # the first token always survives
-    kept = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return kept / kept.sum(dim=-1, keepdim=True)
+        return torch.softmax(scaled, dim=-1), torch.arange(vocab, device=scaled.device).expand_as(scaled)
+    log_norm = scaled.logsumexp(dim=-1, keepdim=True)
+    k = min(vocab, FIRST_CANDIDATES)
+    while True:
+        top, ids = scaled.topk(k, dim=-1)
+        probs = (top - log_norm).exp()
+        if k == vocab or bool((probs.sum(dim=-1) >= top_p).all()):
+            break
+        k = min(vocab, 8 * k)
+    mass_before = probs.cumsum(dim=-1) - probs
+    probs = probs.masked_fill(mass_before >= top_p, 0.0)  # the first token always survives
+    return probs / probs.sum(dim=-1, keepdim=True), ids
 
 
-def draw(probs: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
-    """One token per row by inverse CDF, row i using one uniform from ``generators[i]``."""
+def sampling_distribution(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """:func:`nucleus` as a dense ``[rows, vocab]`` distribution."""
+    probs, ids = nucleus(logits, temperature, top_p)
+    return torch.zeros(logits.shape, device=logits.device).scatter(-1, ids, probs)
+
+
+def draw(probs: torch.Tensor, generators: list[torch.Generator], ids: torch.Tensor | None = None) -> torch.Tensor:
+    """One token per row by inverse CDF in token-id order, row i using one uniform from ``generators[i]``.
+
+    ``probs`` is a dense distribution over the vocabulary, or, with ``ids``, over those token ids only (as
+    :func:`nucleus` returns them); both give the same token for the same uniform.
+    """
+    if ids is not None:
+        ids, by_id = ids.sort(dim=-1)
+        probs = probs.gather(-1, by_id)
     u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators]).to(probs.device)
     cdf = probs.double().cumsum(dim=-1)
     target = (u * cdf[:, -1]).unsqueeze(-1)
     # first index whose cumulative mass exceeds the target: never a zero-probability token
-    index = torch.searchsorted(cdf, target, right=True).squeeze(-1)
-    return index.clamp_(max=probs.shape[-1] - 1)
+    index = torch.searchsorted(cdf, target, right=True).clamp_(max=probs.shape[-1] - 1)
+    return index.squeeze(-1) if ids is None else ids.gather(-1, index).squeeze(-1)

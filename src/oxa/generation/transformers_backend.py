@@ -14,7 +14,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from oxa.generation.sampling import SamplingParams, draw, entropy_of_logits, sampling_distribution
+from oxa.generation.kv_cache import growing_cache
+from oxa.generation.sampling import SamplingParams, draw, entropy_of_logits, nucleus
 from oxa.generation.types import Job, Sampled
 from oxa.prompting import PromptFormat, encode_prompt
 
@@ -46,8 +47,6 @@ class TransformersBackend:
     @torch.inference_mode()
     def sample_batch(self, prompts: list[list[int]], seeds: list[int], params: SamplingParams) -> list[Sampled]:
         """Sample one continuation per (prompt, seed) pair; equal prompts are prefilled once."""
-        from transformers import DynamicCache
-
         device = self.model.device
         unique = list(dict.fromkeys(map(tuple, prompts)))
         width = max(len(p) for p in unique)
@@ -59,8 +58,8 @@ class TransformersBackend:
                 mask[i, width - len(p) :] = 1
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        cache = growing_cache(self.model.config)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
                          use_cache=True, logits_to_keep=1)
 
         # one row per sample: gather its prompt's cache, mask and last logits
@@ -76,8 +75,8 @@ class TransformersBackend:
         active = list(range(n))
         stop_window = max((len(s) for s in params.stop), default=0) + 8  # tokens decoded to look for a stop string
         while True:
-            probs = sampling_distribution(logits, params.temperature, params.top_p)
-            chosen = draw(probs, [generators[r] for r in active]).tolist()
+            probs, candidates = nucleus(logits, params.temperature, params.top_p)
+            chosen = draw(probs, [generators[r] for r in active], candidates).tolist()
             h_raw = entropy_of_logits(logits).tolist()
             h_sampling = (-(probs * probs.clamp_min(1e-30).log()).sum(-1)).tolist()
             keep = []
@@ -100,7 +99,7 @@ class TransformersBackend:
             step_ids = torch.tensor([[tokens[r][-1]] for r in active], device=device)
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=next_pos[:, None],
-                             past_key_values=cache, use_cache=True)
+                             cache=cache, use_cache=True)
             logits = out.logits[:, -1]
             next_pos = next_pos + 1
         return results  # type: ignore[return-value]
