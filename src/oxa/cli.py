@@ -13,7 +13,7 @@ import sys
 import typer
 from rich.console import Console
 
-from oxa.commands import data, demo, distill, evaluate, generate, report, score, select, steps, synth, train, verify
+from oxa.commands import data, demo, distill, evaluate, generate, report, run, score, select, steps, synth, train, verify
 from oxa.errors import OxaError
 
 app = typer.Typer(
@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (verify, score, select, synth, demo, train, generate, distill, evaluate, steps, report, data):
+for module in (verify, score, select, synth, demo, train, generate, distill, evaluate, steps, report, data, run):
     module.register(app)
 
 
