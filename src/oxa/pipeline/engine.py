@@ -6,7 +6,8 @@ and its seconds; it is rewritten atomically after every step. A re-run reuses ev
 unchanged and whose outputs all exist, and runs the rest in order, so after a crash (even ``kill -9``) or a
 settings change only what must be redone is: a step that was cut off has no manifest entry and runs again,
 from the partial files of its own library code where it keeps any (``oxa verify``, ``oxa score``,
-``oxa generate``), else from the start (every output is written atomically). A failing step raises an
+``oxa generate``), else from the start (every output is written atomically). A step's own directory
+(``workdir``) is stamped with its key: redone under another key, it starts empty. A failing step raises an
 :class:`~oxa.errors.OxaError` that names it; the steps before it stay recorded.
 """
 
@@ -16,6 +17,7 @@ import hashlib
 import importlib.metadata
 import json
 import platform
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -42,6 +44,20 @@ class Step:
     after: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)  # recorded in the manifest as is (kind, settings, inputs)
+    workdir: str | None = None  # a directory only this step writes: emptied when it holds another key's files
+
+
+STAMP = ".oxa_stage_key"
+
+
+def _claim(workdir: Path, key: str) -> None:
+    """Make ``workdir`` this key's: files a step left there under another key (other settings or inputs) are
+    removed, those of an interrupted run with the same key are kept for the step to resume from."""
+    stamp = workdir / STAMP
+    if stamp.exists() and stamp.read_text(encoding="utf-8") != key:
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key, encoding="utf-8")
 
 
 def step_key(step: Step, keys: dict[str, str]) -> str:
@@ -108,6 +124,8 @@ def run_steps(steps: Sequence[Step], out: str | Path, *, from_step: str | None =
         log(f"{tag} ...")
         t0 = time.perf_counter()
         try:
+            if step.workdir is not None:
+                _claim(Path(step.workdir), key)
             result = step.run()
         except Exception as e:
             message = str(e) if isinstance(e, OxaError) else f"{type(e).__name__}: {e}"

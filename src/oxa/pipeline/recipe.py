@@ -8,6 +8,7 @@ the stage's place in the run directory. Settings refer to the recipe's values an
                                                           the value's type: "${vars.seed}" is the int)
     "${verify}"  "${world}/rl.jsonl"                    what an earlier stage produced, or a path inside it
 
+Top-level keys named ``x-...`` are ignored: they hold YAML anchors that stages merge (``<<: *train``).
 A stage that refers to another runs after it and is redone when it changes. Profiles (``--profile quick``)
 and ``--set KEY=VALUE`` overrides change the recipe before any of this: ``vars.seed=3``, ``models.base=DIR``,
 ``launcher=...``, ``STAGE.SETTING=...`` (``train_sft.gce.beta=0``) or ``STAGE.launcher=...``.
@@ -128,6 +129,7 @@ def load_recipe(spec: str | Path, *, profile: str | None = None, overrides: list
                 ) -> tuple[Recipe, str]:
     """The recipe ``spec`` (file or shipped name) with a profile and ``--set`` overrides applied."""
     source, raw = recipe_source(spec)
+    raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}  # x-NAME: holders of YAML anchors
     profiles = raw.get("profiles") or {}
     if profile is not None:
         if profile not in profiles:

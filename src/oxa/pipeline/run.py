@@ -53,7 +53,7 @@ class RunConfig(RunSettings):
 def recipe_steps(stages: list[PlannedStage], run_dir: Path, log: Callable[[str], None]) -> list[Step]:
     """Engine steps of planned recipe stages; a step's key covers the stage's kind, settings and upstream."""
     return [Step(s.spec.name, _work(s, run_dir, log), settings={"kind": s.spec.kind, "settings": s.template},
-                 after=s.after, outputs=(str(s.output),),
+                 after=s.after, outputs=(str(s.output),), workdir=str(s.dir),
                  info={"kind": s.spec.kind, "settings": s.settings.model_dump(mode="json"), "inputs": s.inputs,
                        "output": str(s.output), **({"launcher": s.launcher} if s.launcher else {})})
             for s in stages]
@@ -61,7 +61,6 @@ def recipe_steps(stages: list[PlannedStage], run_dir: Path, log: Callable[[str],
 
 def _work(stage: PlannedStage, run_dir: Path, log: Callable[[str], None]) -> Callable[[], dict[str, Any]]:
     def work() -> dict[str, Any]:
-        stage.dir.mkdir(parents=True, exist_ok=True)
         ctx = StageContext(stage.spec.name, stage.dir, run_dir, log)
         if stage.launcher and stage.launcher.strip():
             launch(stage, log)
