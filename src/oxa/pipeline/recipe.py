@@ -160,6 +160,8 @@ def plan(recipe: Recipe, out: Path, *, source: str = "recipe") -> list[PlannedSt
             if head in VALUE_SECTIONS:
                 if rest not in values[head]:
                     raise OxaError(f"{where}: ${{{ref}}}: the recipe has no {head} entry {rest!r}")
+                if values[head][rest] is None and head != "vars":
+                    raise OxaError(f"{where}: ${{{ref}}} is not set; give it: oxa run ... --set {ref}=VALUE")
                 return values[head][rest]
             if head not in planned or rest:
                 known = ", ".join(planned) or "none yet"
@@ -186,7 +188,9 @@ def plan(recipe: Recipe, out: Path, *, source: str = "recipe") -> list[PlannedSt
             resolved[kind.output_field] = str(fill)
         settings = validate(kind.model, resolved, source=where)
         inputs = {name: str(planned[name].output) for name in after}
+        launcher = spec.launcher if spec.launcher is not None else recipe.launcher
+        if launcher is not None:
+            launcher = str(substitute(launcher, False) or "").strip() or None  # "${vars.launcher}", "" for none
         planned[spec.name] = PlannedStage(spec, kind, settings, template, tuple(after), inputs, stage_dir,
-                                          kind.output_path(settings, stage_dir, spec.name),
-                                          spec.launcher if spec.launcher is not None else recipe.launcher)
+                                          kind.output_path(settings, stage_dir, spec.name), launcher)
     return list(planned.values())
