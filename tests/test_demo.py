@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,3 +127,11 @@ def test_shipped_demo_recipe_quick_profile_matches_the_quick_base_model():
     from oxa.demo import SynthBaseConfig
 
     assert SynthBaseConfig.model_validate({**stage.settings, "cache": None}).model().key() == QUICK_BASE.key()
+
+
+def test_configs_demo_yaml_spells_out_the_defaults():
+    from oxa.config import load_yaml, validate
+    from oxa.demo import DemoConfig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    assert validate(DemoConfig, load_yaml(path), source=str(path)) == DemoConfig()

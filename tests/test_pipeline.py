@@ -19,7 +19,7 @@ from oxa.cli import app
 from oxa.errors import OxaError
 from oxa.io import read_records
 from oxa.pipeline import Step, run_steps
-from oxa.pipeline.recipe import load_recipe, plan, shipped_recipes
+from oxa.pipeline.recipe import load_recipe, plan, recipe_source, shipped_recipes
 from oxa.pipeline.run import run_recipe
 
 TESTS = Path(__file__).parent
@@ -207,8 +207,38 @@ def test_oxa_run_command_line(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(shipped_recipes()))
 def test_every_shipped_recipe_and_profile_validates(name, tmp_path):
-    _, raw = __import__("oxa.pipeline.recipe", fromlist=["recipe_source"]).recipe_source(name)
+    _, raw = recipe_source(name)
+    unset = [f"{section}.{k}=x" for section in ("models", "data") for k, v in (raw.get(section) or {}).items()
+             if v is None]  # what a user must give (the paper's teacher file)
     for profile in [None, *(raw.get("profiles") or {})]:
-        recipe, source = load_recipe(name, profile=profile)
+        recipe, source = load_recipe(name, profile=profile, overrides=unset)
         stages = plan(recipe, tmp_path / "run", source=source)
         assert stages and all(s.output for s in stages)
+
+
+@pytest.mark.slow
+def test_paper_recipe_runs_on_cpu_with_a_tiny_model_of_the_same_architecture(tmp_path, tiny_model_dir):
+    """The paper's 1.5B recipe end to end, every stage, with its `cpu-check` profile and a tiny Qwen2 model in
+    place of Qwen2.5-Math-1.5B (and a small teacher file): the recipe's settings all reach real commands."""
+    from transformers import AutoConfig
+
+    from oxa.io import write_records
+
+    assert AutoConfig.from_pretrained(tiny_model_dir).model_type == "qwen2"  # Qwen2.5-Math's architecture
+    rows = []
+    for i in range(8):
+        a, b = i + 3, 2 * i + 1
+        right = a + b if i % 4 else a + b + 1  # a quarter of the teacher's answers are wrong
+        rows.append({"id": f"t{i}", "query": f"What is {a} + {b}?", "answer": str(a + b),
+                     "response": f"<think>\n{a} + {b} = {right}\n</think>\n\\boxed{{{right}}}"})
+    write_records(tmp_path / "teacher.jsonl", rows)
+    recipe, source = load_recipe("paper-qwen2.5-math-1.5b", profile="cpu-check",
+                                 overrides=[f"models.base={tiny_model_dir}", f"data.teacher={tmp_path / 'teacher.jsonl'}"])
+    manifest = run_recipe(recipe, tmp_path / "run", source=source, log=lambda m: None)
+    st = manifest["stages"]
+    assert st["verify"]["counts"]["correct"] == 6 and st["verify"]["counts"]["incorrect"] == 2
+    assert st["train_oxa_full"]["settings"]["ul_data"] == str(tmp_path / "run/distill/ul_set.jsonl")
+    assert st["train_oxa_full"]["settings"]["model_overrides"]["rope_theta"] == 1e6  # the paper's settings reached
+    assert st["rl_oxa_full"]["counts"]["global_steps"] == 1
+    assert (tmp_path / "run/report/report.md").exists()
+    assert all(not s["reused"] for s in st.values())
