@@ -242,3 +242,21 @@ def test_paper_recipe_runs_on_cpu_with_a_tiny_model_of_the_same_architecture(tmp
     assert st["rl_oxa_full"]["counts"]["global_steps"] == 1
     assert (tmp_path / "run/report/report.md").exists()
     assert all(not s["reused"] for s in st.values())
+
+
+@pytest.mark.slow
+def test_smollm2_gsm8k_recipe_wiring_with_a_tiny_model(tmp_path, tiny_model_dir, shared_data):
+    """The smollm2-gsm8k recipe's quick profile end to end, with a tiny model in place of SmolLM2 (whose
+    PPLs, in the hundreds, need another selection range): GSM8K solutions become teacher data, every
+    stage runs, and the evaluation reads the shipped GSM8K test set."""
+    recipe, source = load_recipe("smollm2-gsm8k", profile="quick", overrides=[
+        f"models.base={tiny_model_dir}", f"vars.data_dir={shared_data}", "vars.mu=400", "vars.sigma=200",
+        "vars.ppl_max=5000", "vars.bin_width=50", "vars.distill_tokens=8", "vars.eval_tokens=8",
+        "vars.cutoff_len=2048"])  # the tiny tokenizer spends more tokens on a solution
+    manifest = run_recipe(recipe, tmp_path / "run", source=source, log=lambda m: None)
+    st = manifest["stages"]
+    assert st["teacher"]["counts"]["records"] == 24 and st["verify"]["counts"]["correct"] == 24
+    assert st["select_oxa"]["counts"]["records"] == 8
+    samples = read_records(tmp_path / "run/eval_oxa_full/samples.jsonl")
+    assert len(samples) == 4 and {s["benchmark"] for s in samples} == {"gsm8k"}
+    assert (tmp_path / "run/report/report.md").exists()
