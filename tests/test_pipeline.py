@@ -134,6 +134,12 @@ def test_profiles_and_overrides(tmp_path):
     recipe = {**RECIPE, "profiles": {"small": {"vars.n": 1, "b.n": 1}}}
     loaded, _ = load_recipe(_write(tmp_path / "r.yaml", recipe), profile="small", overrides=["a.scale=2"])
     assert loaded.vars == {"n": 1} and loaded.stages[1].settings["n"] == 1 and loaded.stages[0].settings["scale"] == 2
+    # stages sharing a YAML anchor's mapping are changed one at a time
+    (tmp_path / "s.yaml").write_text("x-common: &common {n: 2}\nstages:\n"
+                                     "  - {name: a, kind: 'pipeline_kinds:count', settings: *common}\n"
+                                     "  - {name: b, kind: 'pipeline_kinds:count', settings: *common}\n")
+    loaded, _ = load_recipe(tmp_path / "s.yaml", overrides=["a.n=5"])
+    assert [s.settings["n"] for s in loaded.stages] == [5, 2]
     with pytest.raises(OxaError, match="no profile 'big'"):
         load_recipe(tmp_path / "r.yaml", profile="big")
     with pytest.raises(OxaError, match="'zz' is neither"):

@@ -95,9 +95,3 @@ def get_kind(name: str, *, where: str = "recipe") -> StageKind:
             return kind
         raise OxaError(f"{where}: kind {name!r} is not a stage kind (decorate it with oxa.pipeline.stage_kind)")
     raise OxaError(f"{where}: unknown kind {name!r}; the kinds are: {', '.join(sorted(_KINDS))}, or module:attr")
-
-
-def kinds() -> dict[str, StageKind]:
-    import oxa.pipeline.stages  # noqa: F401
-
-    return dict(_KINDS)

@@ -17,6 +17,7 @@ and ``--set KEY=VALUE`` overrides change the recipe before any of this: ``vars.s
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -98,7 +99,7 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], *, source: s
             if not rest:
                 raise OxaError(f"{source}: override {key!r}: say which setting (STAGE.SETTING=VALUE)")
             target = stages[head]
-            path = rest.split(".") if rest in ("launcher", "kind") else ["settings", *rest.split(".")]
+            path = ["launcher"] if rest == "launcher" else ["settings", *rest.split(".")]
         else:
             raise OxaError(f"{source}: override {key!r}: {head!r} is neither {', '.join(TOP_LEVEL)} nor a stage "
                            f"({', '.join(stages)})")
@@ -129,7 +130,9 @@ def load_recipe(spec: str | Path, *, profile: str | None = None, overrides: list
                 ) -> tuple[Recipe, str]:
     """The recipe ``spec`` (file or shipped name) with a profile and ``--set`` overrides applied."""
     source, raw = recipe_source(spec)
-    raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}  # x-NAME: holders of YAML anchors
+    # x-NAME keys hold YAML anchors; the JSON round trip unshares what aliases share (`prompt: *prompt` in
+    # every stage), so that an override of one stage's setting changes that stage only
+    raw = json.loads(json.dumps({k: v for k, v in raw.items() if not str(k).startswith("x-")}, default=str))
     profiles = raw.get("profiles") or {}
     if profile is not None:
         if profile not in profiles:
