@@ -178,7 +178,7 @@ def test_killed_mid_stage_and_rerun_gives_the_uninterrupted_result(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "oxa.cli", "run", str(path), "-o", str(tmp_path / "killed")],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     part = tmp_path / "killed/b/parts/2.json"
-    deadline = time.time() + 60
+    deadline = time.time() + 180
     while not part.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, proc.stderr.read().decode()
