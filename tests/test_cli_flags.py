@@ -48,7 +48,7 @@ def leaf_defaults(model: type[BaseModel]) -> dict[str, object]:
 
 def test_every_command_is_derived_from_its_model():
     assert set(COMMANDS) == {"verify", "score", "select", "synth", "demo", "train", "generate", "distill", "eval",
-                             "rl", "steps", "report"}
+                             "rl", "steps", "report", "run"}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -92,15 +92,23 @@ def _capture(monkeypatch, module: str, attr: str, result=None) -> list:
 
 
 def test_dotted_flags_set_nested_settings(monkeypatch, tmp_path):
-    seen = _capture(monkeypatch, "oxa.demo", "run_demo", {"seconds": 0.0})
-    result = CliRunner().invoke(app, ["demo", "--train.alpha", "1e-4", "--world.n-queries", "5", "--no-eval.enabled",
-                                      "--select.methods", "gaussian", "--select.methods", "random",
-                                      "--base.mix", "{chain: {stepwise: 1.0}}", "-o", str(tmp_path)])
+    seen = _capture(monkeypatch, "oxa.distill", "distill", Path("ul_set.jsonl"))
+    result = CliRunner().invoke(app, ["distill", "t.jsonl", "-m", "base", "-o", str(tmp_path), "--sampling.n", "3",
+                                      "--sampling.stop", "a", "--sampling.stop", "b", "--sampling.prompt.suffix", "",
+                                      "--train", "{max_steps: 2, learning_rate: 1.0e-3}", "--no-progress"])
     assert result.exit_code == 0, result.output
     (cfg,) = seen
-    assert cfg.train.alpha == 1e-4 and cfg.train.per_step == 16  # the rest of the section keeps its defaults
-    assert cfg.world.n_queries == 5 and cfg.eval.enabled is False and cfg.select.methods == ["gaussian", "random"]
-    assert cfg.base.mix == {"chain": {"stepwise": 1.0}} and cfg.out == tmp_path
+    assert cfg.sampling.n == 3 and cfg.sampling.max_new_tokens == 4096  # the rest of the section keeps its defaults
+    assert cfg.sampling.stop == ["a", "b"] and cfg.sampling.prompt.suffix == "" and cfg.progress is False
+    assert cfg.train == {"max_steps": 2, "learning_rate": 1e-3} and cfg.output == tmp_path
+
+    seen = _capture(monkeypatch, "oxa.pipeline.run", "run_config", {"seconds": 0.0})
+    result = CliRunner().invoke(app, ["run", "demo", "--profile", "quick", "--from", "score", "--only", "a", "--only",
+                                      "b", "--set", "vars.seed=1", "--set", "train_sft.alpha=0", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (cfg,) = seen
+    assert (cfg.recipe, cfg.profile, cfg.from_stage, cfg.only) == ("demo", "quick", "score", ["a", "b"])
+    assert cfg.overrides == ["vars.seed=1", "train_sft.alpha=0"] and cfg.out == tmp_path and cfg.force is False
 
     seen = _capture(monkeypatch, "oxa.scoring", "score_file")
     result = CliRunner().invoke(app, ["score", "in.jsonl", "-o", "out.jsonl", "-m", "model", "--fields.query", "question",

@@ -62,20 +62,24 @@ def test_distill_pipeline_writes_every_step_and_skips_them_on_rerun(tmp_path, te
         if r["ppl"] is not None and r["ppl"] >= 1.2:
             best[r["query"]] = min(best.get(r["query"], float("inf")), r["ppl"])
     assert sorted(r["ppl"] for r in selected) == pytest.approx(sorted(best.values())[: len(selected)])
-    manifest = json.loads((run / "distill.json").read_text())
-    assert list(manifest["steps"]) == ["teacher_subset", "train", "queries", "generate", "verify", "score",
-                                       "select"]
+    manifest = json.loads((run / "manifest.json").read_text())  # the pipeline engine's
+    assert list(manifest["stages"]) == ["teacher_subset", "train", "queries", "generate", "verify", "score",
+                                        "select"]
+    assert manifest["stages"]["select"]["counts"]["selected"] == len(selected)
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in run.glob("*.jsonl")}
     logs.clear()
     distill(cfg, log=logs.append)
-    assert sum("done earlier" in line for line in logs) == 7
+    assert sum("up to date, reused" in line for line in logs) == 7
     assert {p.name: p.stat().st_mtime_ns for p in run.glob("*.jsonl")} == mtimes
 
-    from oxa.errors import OxaError
-
-    with pytest.raises(OxaError, match="other settings"):
-        distill(cfg.model_copy(update={"n_errors": 3}), log=logs.append)
+    # another UL-set size redoes only the selection, from the same scored errors
+    logs.clear()
+    smaller = read_records(distill(cfg.model_copy(update={"n_errors": 1}), log=logs.append))
+    assert sum("up to date, reused" in line for line in logs) == 6
+    assert [r["ppl"] for r in smaller] == pytest.approx(sorted(best.values())[:1])
+    assert {p.name: p.stat().st_mtime_ns for p in run.glob("*.jsonl") if p.name != "ul_set.jsonl"} == \
+        {k: v for k, v in mtimes.items() if k != "ul_set.jsonl"}
 
 
 def test_queries_are_distinct_limited_and_carry_no_response(tmp_path):

@@ -13,7 +13,9 @@ import sys
 import typer
 from rich.console import Console
 
-from oxa.commands import data, demo, distill, evaluate, generate, report, rl, score, select, steps, synth, train, verify
+from oxa.commands import (
+    data, demo, distill, evaluate, generate, report, rl, run, score, select, steps, synth, train, verify,
+)
 from oxa.errors import OxaError
 
 app = typer.Typer(
@@ -23,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (verify, score, select, synth, demo, train, generate, distill, evaluate, rl, steps, report, data):
+for module in (verify, score, select, synth, demo, train, generate, distill, evaluate, rl, steps, report, data, run):
     module.register(app)
 
 

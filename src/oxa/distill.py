@@ -5,8 +5,10 @@ let it answer the training queries itself, verify the answers, score the *incorr
 *pre-trained* model, and keep the lowest-PPL errors (PPL >= 1.2 to drop degenerate repetition, one per
 query, the global lowest N): confident mistakes the base model would make, to be suppressed.
 
-Every step writes one artefact in the run directory, atomically, and a re-run skips the steps whose
-artefact exists (generation and scoring also resume inside the step):
+Every step writes one artefact in the run directory, atomically; the steps are run by the pipeline
+engine, so a re-run reuses every step whose settings and inputs are unchanged and whose artefact exists
+(generation and scoring also resume inside the step), and a settings change redoes only the steps it
+touches:
 
     teacher_subset.jsonl  the small teacher set (verified records when the data has ``correct``)
     instruct/             the instruction model trained on it (oxa.training, method sft)
@@ -16,14 +18,13 @@ artefact exists (generation and scoring also resume inside the step):
     verified.jsonl        the samples with correct / pred (oxa.verify)
     errors_scored.jsonl   the incorrect samples with the base model's ppl (oxa.scoring)
     ul_set.jsonl          the selected errors (oxa.selection.select_errors), + ul_set.hist.json
-    distill.json          settings and per-step counts
+    manifest.json         settings and per-step keys, counts and seconds (the engine's)
 """
 
 from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,38 +72,36 @@ class DistillConfig(StageConfig):
 
 
 def distill(cfg: DistillConfig, *, log: Callable[[str], None] = print) -> Path:
-    """Run the missing steps; returns the path of the UL set."""
-    run = Path(cfg.output)
-    run.mkdir(parents=True, exist_ok=True)
-    manifest_path = run / "distill.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
-    settings = json.loads(cfg.model_dump_json(exclude={"progress", "workers"}))
-    if manifest.get("settings") not in (None, settings):
-        raise OxaError(f"{run}: holds a distill run with other settings; use another --output or delete {manifest_path}")
-    manifest["settings"] = settings
-    steps = manifest.setdefault("steps", {})
+    """Run the steps not done yet (the engine's reuse: :mod:`oxa.pipeline.engine`); returns the UL set's path."""
+    from oxa.pipeline.engine import Step, run_steps
 
-    def step(name: str, artefact: Path, work: Callable[[], dict]) -> None:
-        if artefact.exists() and name in steps:
-            log(f"[{name}] done earlier: {artefact}")
-            return
-        start = time.perf_counter()
-        log(f"[{name}] ...")
-        counts = work()
-        steps[name] = {"output": str(artefact), "seconds": round(time.perf_counter() - start, 1), **counts}
-        write_json(manifest_path, manifest)
-        log(f"[{name}] {counts}")
+    run = Path(cfg.output)
+    s = json.loads(cfg.model_dump_json(exclude={"progress", "workers", "output"}))
+
+    def of(*names: str) -> dict:  # what a step's result depends on, besides the steps before it
+        return {k: s[k] for k in names}
 
     subset, model_dir, queries = run / "teacher_subset.jsonl", run / "instruct", run / "queries.jsonl"
     samples, verified = run / "samples.jsonl", run / "verified.jsonl"
     scored, ul_set = run / "errors_scored.jsonl", run / "ul_set.jsonl"
-    step("teacher_subset", subset, lambda: _teacher_subset(cfg, subset))
-    step("train", model_dir / "oxa_train.json", lambda: _train(cfg, subset, model_dir))
-    step("queries", queries, lambda: _queries(cfg, queries))
-    step("generate", samples, lambda: _generate(cfg, model_dir, queries, samples))
-    step("verify", verified, lambda: _verify(cfg, samples, verified))
-    step("score", scored, lambda: _score(cfg, verified, scored))
-    step("select", ul_set, lambda: _select(cfg, scored, ul_set))
+    steps = [
+        Step("teacher_subset", lambda: {"counts": _teacher_subset(cfg, subset)},
+             of("teacher", "teacher_n", "seed", "skip_bad"), outputs=(str(subset),)),
+        Step("train", lambda: {"counts": _train(cfg, subset, model_dir)},
+             of("base_model", "train", "fields", "prompt", "seed"), after=("teacher_subset",),
+             outputs=(str(model_dir / "oxa_train.json"),)),
+        Step("queries", lambda: {"counts": _queries(cfg, queries)},
+             of("teacher", "queries", "query_limit", "fields", "skip_bad"), outputs=(str(queries),)),
+        Step("generate", lambda: {"counts": _generate(cfg, model_dir, queries, samples)},
+             of("sampling", "prompt", "fields", "skip_bad"), after=("train", "queries"), outputs=(str(samples),)),
+        Step("verify", lambda: {"counts": _verify(cfg, samples, verified)}, of("fields", "grade_timeout"),
+             after=("generate",), outputs=(str(verified),)),
+        Step("score", lambda: {"counts": _score(cfg, verified, scored)},
+             of("base_model", "fields", "prompt", "token_budget"), after=("verify",), outputs=(str(scored),)),
+        Step("select", lambda: {"counts": _select(cfg, scored, ul_set)},
+             of("n_errors", "min_ppl", "max_per_query", "seed", "fields"), after=("score",), outputs=(str(ul_set),)),
+    ]
+    run_steps(steps, run, header={"distill": s}, log=log)
     return ul_set
 
 

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import typer
-from pydantic import BaseModel, ConfigDict, Field
 
 from oxa.commands.common import console
 from oxa.commands.flags import stage_command
 
 
-class DemoOptions(BaseModel):
-    """How to run the demo, beside its settings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    force: bool = Field(False, description="redo every stage even if its outputs are up to date")
-
-
 def register(app: typer.Typer) -> None:
-    @stage_command(app, "demo", "oxa.demo:DemoConfig", options=DemoOptions)
-    def demo(cfg, options: DemoOptions) -> None:
-        """The OXA pipeline on the synthetic world: build it and its base model, verify -> score -> select,
-        self-distil and mine errors, fine-tune SFT_LP / SFT / OXA_MLE / OXA_Full, evaluate, report.
+    @stage_command(app, "demo", "oxa.demo:DemoConfig")
+    def demo(cfg) -> None:
+        """The OXA pipeline on the synthetic world (`oxa run demo`): build it and its base model, verify -> score
+        -> select, self-distil and mine errors, fine-tune SFT_LP / SFT / OXA_MLE / OXA_Full, GRPO from each,
+        evaluate before and after, report.
 
-        Finished stages are reused on a re-run (manifest.json records each stage's settings hash and outputs).
+        Finished stages are reused on a re-run (manifest.json records each stage's key, settings and outputs).
         """
         from oxa.demo import run_demo
 
-        manifest = run_demo(cfg, force=options.force, log=lambda msg: console.print(f"[bold cyan]demo[/] {msg}"))
-        console.print(f"finished in {manifest['seconds']:.1f} s: [bold]{cfg.out / 'report.md'}[/]")
+        manifest = run_demo(cfg, log=lambda msg: console.print(f"[bold cyan]demo[/] {msg}", highlight=False))
+        console.print(f"finished in {manifest['seconds']:.1f} s: [bold]{cfg.out / 'demo_report' / 'report.md'}[/]")
