@@ -34,11 +34,15 @@ def load_demo(run_dir: Path):
     return config, manifest["stages"]
 
 
-def train_model(config, stages, out: Path, name: str, method: str, ce: Path, ul: Path | None, **train) -> str:
-    """One fine-tuning run exactly as the demo's ``train`` stage runs it, with ``train`` settings overridden."""
+def train_model(config, stages, out: Path, name: str, method: str, ce: Path, ul: Path | None, *, demo: str | None = None,
+                **train) -> str:
+    """One fine-tuning run exactly as the demo's ``train`` stage runs it, with ``train`` settings overridden
+    (the demo's own model ``demo`` when nothing is)."""
     from oxa.demo import Run, _train
 
     cfg = config.model_copy(update={"out": out, "train": config.train.model_copy(update=train)})
+    if cfg.train == config.train and demo in stages["train"]["models"]:  # the demo trained this one already
+        return stages["train"]["models"][demo]
     if (out / "models" / name / "config.json").exists():
         return str(out / "models" / name)
     return _train(Run(cfg, out, {"base_model": stages["base_model"]}), name, method, str(ce), str(ul) if ul else None)
@@ -50,6 +54,9 @@ def evaluate_model(config, model: str, out: Path) -> dict:
     from oxa.evaluation import EvalConfig, evaluate
 
     e = config.eval_config()
+    demo_eval = Path(config.out) / "eval" / Path(model).name / "results.json"
+    if Path(model).parent == Path(config.out) / "models" and demo_eval.exists():
+        return json.loads(demo_eval.read_text())
     if (out / "results.json").exists():
         return json.loads((out / "results.json").read_text())
     return evaluate(EvalConfig(model=model, benchmarks=EVAL_BENCHMARKS, output=out, n=e.n, limit=e.problems_per_difficulty,
@@ -126,7 +133,7 @@ def run_budget(config, stages, run_dir: Path, out: Path, epochs: list[float], me
             tag = f"{name}_e{ep:g}"
             t0 = time.perf_counter()
             model = train_model(config, stages, out, tag, method, run_dir / f"data/ce_{sel}.jsonl",
-                                run_dir / "data/ul_errors.jsonl" if name == "oxa_full" else None, epochs=ep)
+                                run_dir / "data/ul_errors.jsonl" if name == "oxa_full" else None, demo=name, epochs=ep)
             res = results[tag] = evaluate_model(config, model, out / "eval" / tag)
             rows.append({"run": name, "epochs": ep, **summarize(res), **heldout_ppl(model, heldout),
                          "seconds": round(time.perf_counter() - t0)})
@@ -146,7 +153,8 @@ def run_mu(config, stages, run_dir: Path, out: Path, mus: list[float], epochs: l
     scored = read_records(run_dir / "data/scored.jsonl")
     params = json.loads((run_dir / "data/selections.json").read_text())["params"]
     sft = {ep: evaluate_model(config, train_model(config, stages, out, f"sft_e{ep:g}", "sft",
-                                                  run_dir / "data/ce_random.jsonl", None, epochs=ep),
+                                                  run_dir / "data/ce_random.jsonl", None, demo="sft",
+                                                  epochs=ep),
                               out / "eval" / f"sft_e{ep:g}") for ep in epochs}
     rows = []
     for mu in mus:
@@ -168,7 +176,8 @@ def run_mu(config, stages, run_dir: Path, out: Path, mus: list[float], epochs: l
 def run_alpha(config, stages, run_dir: Path, out: Path, alphas: list[float], epochs: float) -> list[dict]:
     """OXA_Full at each UL weight against OXA_MLE (alpha 0) on the same Gaussian selection."""
     mle = evaluate_model(config, train_model(config, stages, out, f"oxa_mle_e{epochs:g}", "oxa-mle",
-                                             run_dir / "data/ce_gaussian.jsonl", None, epochs=epochs),
+                                             run_dir / "data/ce_gaussian.jsonl", None, demo="oxa_mle",
+                                             epochs=epochs),
                          out / "eval" / f"oxa_mle_e{epochs:g}")
     rows = [{"alpha": 0, "epochs": epochs, **summarize(mle)}]
     for alpha in alphas:

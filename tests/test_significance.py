@@ -157,3 +157,31 @@ def test_report_over_seeds(tmp_path):
     ents = [0.9, 1.0, 1.1]
     assert row.split("|")[5].strip() == f"{np.mean(ents):.3f} ± {np.std(ents, ddof=1):.3f}"
     assert "| 1 | OXA_MLE | SFT | pass@1 |" in md
+
+
+def test_role_names():
+    from oxa.evaluation.claims import role
+
+    assert [role(n) for n in ("OXA-Full_RL", "SFT+RL", "sft lp", "Base")] == ["oxa_full+rl", "sft+rl", "sft_lp", "base"]
+
+
+def test_demo_over_seeds_reports_the_claims(monkeypatch, tmp_path):
+    """`oxa demo --seeds` runs one demo per seed directory and reports over them (the demo itself faked:
+    it writes eval results whose numbers depend on the seed)."""
+    import oxa.demo
+
+    def fake_demo(config, force=False, log=print):
+        rng = np.random.default_rng(config.seed)
+        counts = [int(x) for x in rng.integers(0, 5, 20)]
+        for name, shift in (("base", 0), ("sft_lp", 0), ("sft", 0), ("oxa_mle", 1), ("oxa_full", 1)):
+            d = config.out / "eval" / name
+            d.mkdir(parents=True)
+            (d / "results.json").write_text(json.dumps(_results([min(4, c + shift) for c in counts])))
+        return {"seconds": 0.0}
+
+    monkeypatch.setattr(oxa.demo, "run_demo", fake_demo)
+    result = CliRunner().invoke(app, ["demo", "-o", str(tmp_path), "--seeds", "3", "--seeds", "5"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("seed-*")) == ["seed-3", "seed-5"]
+    md = (tmp_path / "report.md").read_text()
+    assert "| oxa_full | 2 |" in md and "| 1 | OXA_MLE | SFT | pass@1 |" in md

@@ -15,6 +15,8 @@ class DemoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     force: bool = Field(False, description="redo every stage even if its outputs are up to date")
+    seeds: list[int] | None = Field(None, description="run the demo once per seed, in OUT/seed-S (repeatable: --seeds 0 "
+                                    "--seeds 1), and write OUT/report.md: each method's spread and the paper's claims")
 
 
 def register(app: typer.Typer) -> None:
@@ -27,5 +29,12 @@ def register(app: typer.Typer) -> None:
         """
         from oxa.demo import run_demo
 
+        if options.seeds:
+            from oxa.seeds import run_seeds
+
+            path = run_seeds(cfg, options.seeds, force=options.force,
+                             log=lambda msg: console.print(f"[bold cyan]demo[/] {msg}"))
+            console.print(f"finished: [bold]{path}[/]")
+            return
         manifest = run_demo(cfg, force=options.force, log=lambda msg: console.print(f"[bold cyan]demo[/] {msg}"))
         console.print(f"finished in {manifest['seconds']:.1f} s: [bold]{cfg.out / 'report.md'}[/]")

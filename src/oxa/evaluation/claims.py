@@ -1,7 +1,7 @@
 """The paper's four claims, each tested with the paired bootstrap of :mod:`oxa.evaluation.significance`.
 
 Runs are named by role: ``base``, ``sft_lp``, ``sft``, ``oxa_mle``, ``oxa_full`` after fine-tuning, and
-the same names with ``+rl`` after RLVR (matched case-insensitively, ``-`` read as ``_``); a method
+the same names with ``+rl`` (or ``_rl``) after RLVR (matched case-insensitively, ``-`` read as ``_``); a method
 evaluated under several seeds has one run per seed, in the same seed order for every method.
 
 1. OXA_MLE and OXA_Full beat SFT on Pass@1 and Pass@k, and SFT beats SFT_LP (Table 1).
@@ -55,8 +55,9 @@ class Claim:
 
 
 def role(name: str) -> str:
-    """The role a run name plays: lower case, ``-`` and spaces read as ``_``."""
-    return name.strip().lower().replace("-", "_").replace(" ", "_")
+    """The role a run name plays: lower case, ``-`` and spaces read as ``_``, an ``_rl`` suffix as ``+rl``."""
+    key = name.strip().lower().replace("-", "_").replace(" ", "_")
+    return key[:-3] + RL if key.endswith("_rl") else key
 
 
 def label(key: str) -> str:

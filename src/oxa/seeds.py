@@ -1,0 +1,48 @@
+"""The demo under several seeds: one run directory per seed, one report of the spread and the paper's claims.
+
+Each seed is a whole ``oxa demo`` run in ``OUT/seed-S`` (its own world, selections, fine-tuning and
+sampling; the base model is shared, since its config does not depend on the seed). ``OUT/report.md``
+compares every evaluated model of every seed with ``oxa report``: runs of one name across seeds are one
+method, paired seed by seed, so the page opens with each method's mean ± spread and the four claims with
+intervals from a bootstrap over seeds and problems (:mod:`oxa.evaluation.claims`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from oxa.errors import OxaError
+
+
+def seed_dir(out: Path, seed: int) -> Path:
+    return Path(out) / f"seed-{seed}"
+
+
+def run_seeds(config, seeds: Sequence[int], *, force: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Run (or reuse) the demo for each seed, then write the report over them; returns its path."""
+    from oxa.demo import run_demo
+
+    if len(set(seeds)) < len(seeds):
+        raise OxaError(f"seeds repeat: {list(seeds)}")
+    for seed in seeds:
+        run_demo(config.model_copy(update={"seed": seed, "out": seed_dir(config.out, seed)}), force=force,
+                 log=lambda msg, s=seed: log(f"seed {s}: {msg}"))
+    return report_seeds(config.out, seeds)
+
+
+def report_seeds(out: Path, seeds: Sequence[int]) -> Path:
+    """``oxa report`` over every ``eval/<model>`` of every seed's run directory, models named by directory."""
+    from oxa.report import build_report
+
+    runs: dict[str, list[Path]] = {}
+    for seed in seeds:
+        evals = sorted(p.parent for p in (seed_dir(out, seed) / "eval").glob("*/results.json"))
+        if not evals:
+            raise OxaError(f"{seed_dir(out, seed)}: no evaluated models (eval/*/results.json)")
+        for d in evals:
+            runs.setdefault(d.name, []).append(d)
+    dirs = [d for group in runs.values() for d in group]
+    names = [name for name, group in runs.items() for _ in group]
+    title = "OXA demo over seeds " + ", ".join(map(str, seeds))
+    return build_report(dirs, out, names=names, title=title)
