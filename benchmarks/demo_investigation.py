@@ -11,6 +11,7 @@ occasional / rare / unseen in pre-training) says whether the model learnt the st
     OMP_NUM_THREADS=1 python benchmarks/demo_investigation.py runs/demo mu --mu 2.0 2.5 3.5 5.0 --epochs 2 6
     OMP_NUM_THREADS=1 python benchmarks/demo_investigation.py runs/demo alpha --alpha 0.0001 0.001 0.01 0.03
     OMP_NUM_THREADS=1 python benchmarks/demo_investigation.py runs/demo strategies
+    OMP_NUM_THREADS=1 python benchmarks/demo_investigation.py runs/demo usage    # after the others
 
 Results go to ``RUN/investigation/<experiment>.json`` and are printed as markdown tables.
 """
@@ -55,7 +56,7 @@ def evaluate_model(config, model: str, out: Path) -> dict:
 
     e = config.eval_config()
     demo_eval = Path(config.out) / "eval" / Path(model).name / "results.json"
-    if Path(model).parent == Path(config.out) / "models" and demo_eval.exists():
+    if Path(model).resolve().parent == (Path(config.out) / "models").resolve() and demo_eval.exists():
         return json.loads(demo_eval.read_text())
     if (out / "results.json").exists():
         return json.loads((out / "results.json").read_text())
@@ -208,10 +209,49 @@ def run_strategies(run_dir: Path) -> list[dict]:
     return rows
 
 
+def _shape(text: str) -> set[str]:
+    """A response's lines with every number masked: what a strategy writes, whatever the values."""
+    import re
+
+    return {re.sub(r"-?\d+", "#", line.strip()) for line in text.splitlines() if line.strip()}
+
+
+def strategy_used(sample: dict) -> str:
+    """The teacher strategy whose solution of the sample's problem has the most similar line shapes."""
+    from oxa.synth.problems import Problem
+    from oxa.synth.teacher import solve, strategies_for
+
+    p, mine = Problem.from_record(sample), _shape(sample["response"])
+    scores = {st: len(mine & (ref := _shape(solve(p, st).response))) / len(mine | ref) for st in strategies_for(p)}
+    return max(scores, key=scores.get)
+
+
+def run_usage(eval_dirs: list[Path]) -> list[dict]:
+    """Per evaluated model: which strategies its samples follow (by familiarity) and how often each is right."""
+    from oxa.io import read_records
+    from oxa.synth.corpus import familiarity, pretrain_share
+
+    rows = []
+    for d in eval_dirs:
+        samples = read_records(d / "samples.jsonl")
+        groups = defaultdict(list)
+        for smp in samples:
+            groups[familiarity(pretrain_share(smp["family"], strategy_used(smp)))].append(smp)
+        row = {"model": f"{d.parent.parent.name}/{d.name}" if d.parent.parent.name == "investigation" else d.name,
+               "mean tokens": round(mean(x["n_tokens"] for x in samples), 1)}
+        for k in ("frequent", "occasional", "rare", "unseen"):
+            g = groups.get(k, [])
+            row[f"{k} share"] = f"{100 * len(g) / len(samples):.0f}%"
+            row[f"{k} pass@1"] = f"{100 * mean(x['correct'] for x in g):.1f}" if g else "–"
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", type=Path, help="a finished `oxa demo` run directory")
-    ap.add_argument("experiment", choices=["budget", "mu", "alpha", "strategies"])
+    ap.add_argument("experiment", choices=["budget", "mu", "alpha", "strategies", "usage"])
     ap.add_argument("--epochs", type=float, nargs="+", default=[2.0, 6.0, 12.0])
     ap.add_argument("--methods", nargs="+", default=list(RUNS), choices=list(RUNS))
     ap.add_argument("--mu", type=float, nargs="+", default=[2.0, 2.5, 3.5, 5.0])
@@ -225,6 +265,9 @@ def main() -> None:
         rows = run_mu(config, stages, args.run, out, args.mu, args.epochs)
     elif args.experiment == "alpha":
         rows = run_alpha(config, stages, args.run, out, args.alpha, args.epochs[0])
+    elif args.experiment == "usage":
+        rows = run_usage(sorted(p.parent for p in args.run.glob("eval/*/samples.jsonl"))
+                         + sorted(p.parent for p in out.glob("eval/*/samples.jsonl")))
     else:
         rows = run_strategies(args.run)
     out.mkdir(parents=True, exist_ok=True)
