@@ -257,6 +257,7 @@ def main() -> None:
     ap.add_argument("--mu", type=float, nargs="+", default=[2.0, 2.5, 3.5, 5.0])
     ap.add_argument("--alpha", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 3e-2])
     args = ap.parse_args()
+    args.run = args.run.resolve()  # models and data are passed on as absolute paths
     config, stages = load_demo(args.run)
     out = args.run / "investigation"
     if args.experiment == "budget":
