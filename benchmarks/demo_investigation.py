@@ -79,7 +79,7 @@ def heldout_trajectories(n_per_family: int = 30, seed: int = 123) -> list[dict]:
             continue
         counts[p.family] += 1
         for s in strategies_for(p):
-            share = pretrain_share(p.family, s)
+            share = pretrain_share(p.family, s, MIX)
             out.append({**p.to_record(), "id": f"{p.id}-{s}", "response": solve(p, s).response, "strategy": s,
                         "familiarity": familiarity(share)})
     return out
@@ -112,6 +112,7 @@ def versus(a: dict, b: dict, metric: str = "pass@1") -> str:
     return f"{100 * c.diff:+.1f} [{100 * c.low:+.1f}, {100 * c.high:+.1f}]"
 
 
+MIX: dict = {}  # the run's pre-training mix (the world's records label strategies by the default one)
 RUNS = {"sft_lp": ("sft", "lowest"), "sft": ("sft", "random"), "oxa_mle": ("oxa-mle", "gaussian"),
         "oxa_full": ("oxa-full", "gaussian")}
 
@@ -149,7 +150,7 @@ def run_mu(config, stages, run_dir: Path, out: Path, mus: list[float], epochs: l
     """OXA_MLE on Gaussian selections centred at each mu (the demo's other selection settings)."""
     from oxa.io import read_records, write_records
     from oxa.selection import SelectConfig, run_selection
-    from oxa.synth.corpus import familiarity
+    from oxa.synth.corpus import familiarity, pretrain_share
 
     scored = read_records(run_dir / "data/scored.jsonl")
     params = json.loads((run_dir / "data/selections.json").read_text())["params"]
@@ -163,7 +164,7 @@ def run_mu(config, stages, run_dir: Path, out: Path, mus: list[float], epochs: l
         sel = run_selection(scored, SelectConfig(input=run_dir / "data/scored.jsonl", output=path, method="gaussian",
                                                  seed=config.seed, redistribute=True, **{**params, "mu": mu})).records
         write_records(path, sel)
-        rare = mean(familiarity(r["pretrain_share"]) in ("rare", "unseen") for r in sel)
+        rare = mean(familiarity(pretrain_share(r["family"], r["strategy"], MIX)) in ("rare", "unseen") for r in sel)
         for ep in epochs:
             model = train_model(config, stages, out, f"oxa_mle_mu{mu:g}_e{ep:g}", "oxa-mle", path, None, epochs=ep)
             res = evaluate_model(config, model, out / "eval" / f"oxa_mle_mu{mu:g}_e{ep:g}")
@@ -195,11 +196,12 @@ def run_alpha(config, stages, run_dir: Path, out: Path, alphas: list[float], epo
 def run_strategies(run_dir: Path) -> list[dict]:
     """Per strategy of the verified pool: pre-training share, base PPL, length in tokens and steps."""
     from oxa.io import read_records
+    from oxa.synth.corpus import pretrain_share
 
     groups = defaultdict(list)
     for r in read_records(run_dir / "data/scored.jsonl"):
         if r["correct"] and r["ppl"] is not None:
-            groups[r["family"], r["strategy"], r["pretrain_share"]].append(r)
+            groups[r["family"], r["strategy"], pretrain_share(r["family"], r["strategy"], MIX)].append(r)
     rows = []
     for (family, strategy, share), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][2])):
         steps = [len(r["response"].split("</think>")[0].strip().splitlines()) - 1 for r in rs]
@@ -236,7 +238,7 @@ def run_usage(eval_dirs: list[Path]) -> list[dict]:
         samples = read_records(d / "samples.jsonl")
         groups = defaultdict(list)
         for smp in samples:
-            groups[familiarity(pretrain_share(smp["family"], strategy_used(smp)))].append(smp)
+            groups[familiarity(pretrain_share(smp["family"], strategy_used(smp), MIX))].append(smp)
         row = {"model": f"{d.parent.parent.name}/{d.name}" if d.parent.parent.name == "investigation" else d.name,
                "mean tokens": round(mean(x["n_tokens"] for x in samples), 1)}
         for k in ("frequent", "occasional", "rare", "unseen"):
@@ -259,6 +261,7 @@ def main() -> None:
     args = ap.parse_args()
     args.run = args.run.resolve()  # models and data are passed on as absolute paths
     config, stages = load_demo(args.run)
+    MIX.update(config.base_config().mix)
     out = args.run / "investigation"
     if args.experiment == "budget":
         rows = run_budget(config, stages, args.run, out, args.epochs, args.methods)
