@@ -12,6 +12,7 @@ occasional / rare / unseen in pre-training) says whether the model learnt the st
     OMP_NUM_THREADS=1 python benchmarks/demo_investigation.py runs/demo alpha --alpha 0.0001 0.001 0.01 0.03
     OMP_NUM_THREADS=1 python benchmarks/demo_investigation.py runs/demo strategies
     OMP_NUM_THREADS=1 python benchmarks/demo_investigation.py runs/demo usage    # after the others
+    OMP_NUM_THREADS=1 python benchmarks/demo_investigation.py runs/demo rl --steps 30 --methods sft oxa_mle oxa_full
 
 Results go to ``RUN/investigation/<experiment>.json`` and are printed as markdown tables.
 """
@@ -250,14 +251,49 @@ def run_usage(eval_dirs: list[Path]) -> list[dict]:
     return rows
 
 
+def run_rl(config, stages, run_dir: Path, out: Path, methods: list[str], steps: int) -> list[dict]:
+    """GRPO (configs/rl-synth.yaml, ``steps`` steps, on the world's RL split) from each fine-tuned model, then
+    the demo's evaluation of the result in RUN/eval/<model>_rl, and the paper's claims over the demo's models
+    and these (a later ``oxa demo --seeds`` report includes them)."""
+    import yaml
+
+    from oxa.evaluation.claims import SeedRun, claims_markdown, evaluate_claims
+    from oxa.evaluation.significance import entropy_table
+    from oxa.io import read_records
+    from oxa.rl.config import RLConfig
+    from oxa.rl.run import train_rl
+
+    preset = yaml.safe_load((Path(__file__).parents[1] / "configs/rl-synth.yaml").read_text())
+    runs, rows = {}, []
+    for name in ["base", "sft_lp", "sft", "oxa_mle", "oxa_full"]:
+        runs[name] = run_dir / "eval" / name
+    for name in methods:
+        t0 = time.perf_counter()
+        target = out / "rl" / name
+        if not (target / "config.json").exists():
+            cfg = RLConfig.model_validate({**preset, "model": stages["train"]["models"][name], "output_dir": str(target),
+                                           "prompts": str(run_dir / "world/rl.jsonl"), "max_steps": steps, "seed": config.seed,
+                                           "save_steps": None, "eval": {"benchmarks": []}})
+            train_rl(cfg, log=lambda msg: None)
+        runs[f"{name}_rl"] = run_dir / "eval" / f"{name}_rl"  # beside the demo's: `oxa demo --seeds` reports it
+        res = evaluate_model(config, str(target), runs[f"{name}_rl"])
+        rows.append({"run": f"{name}+RL", "steps": steps, **summarize(res), "seconds": round(time.perf_counter() - t0)})
+        print(rows[-1], flush=True)
+    methods_runs = {k: [SeedRun(json.loads((d / "results.json").read_text()), entropy_table(read_records(d / "samples.jsonl")))]
+                    for k, d in runs.items()}
+    print(claims_markdown(evaluate_claims(methods_runs)))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", type=Path, help="a finished `oxa demo` run directory")
-    ap.add_argument("experiment", choices=["budget", "mu", "alpha", "strategies", "usage"])
+    ap.add_argument("experiment", choices=["budget", "mu", "alpha", "strategies", "usage", "rl"])
     ap.add_argument("--epochs", type=float, nargs="+", default=[2.0, 6.0, 12.0])
     ap.add_argument("--methods", nargs="+", default=list(RUNS), choices=list(RUNS))
     ap.add_argument("--mu", type=float, nargs="+", default=[2.0, 2.5, 3.5, 5.0])
     ap.add_argument("--alpha", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 3e-2])
+    ap.add_argument("--steps", type=int, default=30, help="rl: GRPO steps per model")
     args = ap.parse_args()
     args.run = args.run.resolve()  # models and data are passed on as absolute paths
     config, stages = load_demo(args.run)
@@ -269,6 +305,8 @@ def main() -> None:
         rows = run_mu(config, stages, args.run, out, args.mu, args.epochs)
     elif args.experiment == "alpha":
         rows = run_alpha(config, stages, args.run, out, args.alpha, args.epochs[0])
+    elif args.experiment == "rl":
+        rows = run_rl(config, stages, args.run, out, args.methods, args.steps)
     elif args.experiment == "usage":
         rows = run_usage(sorted(p.parent for p in args.run.glob("eval/*/samples.jsonl"))
                          + sorted(p.parent for p in out.glob("eval/*/samples.jsonl")))
