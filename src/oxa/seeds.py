@@ -33,7 +33,7 @@ def run_seeds(config, seeds: Sequence[int], *, force: bool = False, log: Callabl
 
 def report_seeds(out: Path, seeds: Sequence[int]) -> Path:
     """``oxa report`` over every ``eval/<model>`` of every seed's run directory, models named by directory."""
-    from oxa.evaluation.claims import ROLES, role
+    from oxa.evaluation.claims import RL, ROLES, role
     from oxa.report import build_report
 
     runs: dict[str, list[Path]] = {}
@@ -43,8 +43,11 @@ def report_seeds(out: Path, seeds: Sequence[int]) -> Path:
             raise OxaError(f"{seed_dir(out, seed)}: no evaluated models (eval/*/results.json)")
         for d in evals:
             runs.setdefault(d.name, []).append(d)
-    order = sorted(runs, key=lambda name: (ROLES.index(role(name)) if role(name) in ROLES else len(ROLES), name))
-    runs = {name: runs[name] for name in order}  # base, sft_lp, sft, oxa_mle, oxa_full, then the rest
+    def rank(name: str) -> tuple:  # base, sft_lp, sft, oxa_mle, oxa_full, the same after RL, then the rest
+        key = role(name).removesuffix(RL)
+        return (role(name).endswith(RL), ROLES.index(key) if key in ROLES else len(ROLES), name)
+
+    runs = {name: runs[name] for name in sorted(runs, key=rank)}
     dirs = [d for group in runs.values() for d in group]
     names = [name for name, group in runs.items() for _ in group]
     title = "OXA demo over seeds " + ", ".join(map(str, seeds))
