@@ -38,6 +38,9 @@ class DemoConfig(RunSettings):
     out: Path = Field(Path("runs/demo"), description="run directory (one directory per stage, manifest.json, "
                       "report.md)", json_schema_extra=cli("-o"))
     seed: int = Field(0, description="seed of the world, the selections, the training and RL runs and the sampling")
+    seeds: list[int] = Field(default_factory=list, description="run the demo once per seed, in OUT/seed-S "
+                             "(repeatable: --seeds 0 --seeds 1), and write OUT/report.md: each method's mean and "
+                             "spread, and the paper's claims with bootstrap intervals")
     quick: bool = Field(False, description="the recipe's quick profile: a small world and base model (used by tests)")
     cache: Optional[Path] = Field(None, description="cache root for base models (default: $OXA_CACHE or ~/.cache/oxa)")
     workers: int = Field(2, ge=1, description="grading processes")

@@ -15,6 +15,12 @@ found in it are drawn too. The page has:
   (Figure 2b-c), with a table of where each run started and ended.
 
 A run may be an evaluation run, an RL run, or both (an RL directory with an ``oxa eval`` results.json).
+
+Runs given the same ``--name`` are one method under several seeds (paired seed by seed in the order
+given); they appear as ``NAME/s1``, ``NAME/s2``, ... in the per-run sections. When the names include the
+paper's methods (``base``, ``sft_lp``, ``sft``, ``oxa_mle``, ``oxa_full``, and ``+rl`` after RLVR) the
+page opens with each method's mean ± spread over seeds and the four claims with their bootstrap
+intervals (:mod:`oxa.evaluation.claims`).
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from pydantic import Field
 
 from oxa.config import StageConfig, cli
 from oxa.errors import OxaError
+from oxa.evaluation.claims import RL, ROLES, SeedRun, claims_markdown, evaluate_claims, role, summary_table
 from oxa.evaluation.difficulty import bucket_gains
+from oxa.evaluation.significance import entropy_table
 from oxa.io import write_text
 
 
@@ -40,6 +48,7 @@ class Run:
     path: Path
     results: dict
     histograms: list[Path] = field(default_factory=list)
+    results_file: Path | None = None
 
     @property
     def benchmarks(self) -> dict[str, dict]:
@@ -65,7 +74,7 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     if not isinstance(results, dict) or not isinstance(results.get("benchmarks"), dict) or not results["benchmarks"]:
         raise OxaError(f"{results_file}: not an `oxa eval` results.json (no 'benchmarks' mapping)")
     hists = sorted(root.glob("*.hist.json")) + sorted(root.glob("*/*.hist.json"))
-    return Run(name or root.name or str(root), root, results, hists)
+    return Run(name or root.name or str(root), root, results, hists, results_file)
 
 
 def _benchmark_names(runs: list[Run]) -> list[str]:
@@ -419,11 +428,13 @@ class ReportConfig(StageConfig):
     title: str = Field("OXA run comparison", description="report title")
     rl_smooth: int = Field(1, ge=1, description="RL curves: plot the trailing mean of this many logged steps "
                            "(1: the raw values)")
+    bootstrap: int = Field(10000, ge=100, description="claims: bootstrap replicates (seeds and problems resampled)")
+    confidence: float = Field(0.95, gt=0, lt=1, description="claims: confidence level of the intervals")
 
 
 def report_file(cfg: ReportConfig) -> Path:
     return build_report(cfg.runs, cfg.output, names=cfg.names, baseline=cfg.baseline, title=cfg.title,
-                        rl_smooth=cfg.rl_smooth)
+                        rl_smooth=cfg.rl_smooth, bootstrap=cfg.bootstrap, confidence=cfg.confidence)
 
 
 def _has_results(path: Path) -> bool:
@@ -431,7 +442,8 @@ def _has_results(path: Path) -> bool:
 
 
 def build_report(run_dirs: list[str | Path], out_dir: str | Path, *, names: list[str] | None = None,
-                 baseline: str | Path | None = None, title: str = "OXA run comparison", rl_smooth: int = 1) -> Path:
+                 baseline: str | Path | None = None, title: str = "OXA run comparison", rl_smooth: int = 1,
+                 bootstrap: int = 10000, confidence: float = 0.95) -> Path:
     """Write ``out_dir/report.md`` and its PNGs; returns the markdown path."""
     if names and len(names) != len(run_dirs):
         raise OxaError(f"{len(names)} --name values for {len(run_dirs)} runs")
@@ -443,10 +455,12 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path, *, names: list
             rl_runs.append(load_rl_run(metrics, name or Path(d).name))
         if metrics is None or _has_results(Path(d)):
             runs.append(load_run(d, name))
-    if len({r.name for r in runs}) < len(runs) or len({r.name for r in rl_runs}) < len(rl_runs):
-        raise OxaError("two runs share a name; give each a --name")
+    seeds = _group_seeds(runs)
+    _group_seeds(rl_runs)
     out = Path(out_dir)
     md = [f"# {title}", ""]
+    if any(role(name).removesuffix(RL) in ROLES for name in seeds) and len(seeds) > 1:
+        md += claims_section(seeds, bootstrap=bootstrap, confidence=confidence)
     if runs:
         md += _eval_sections(runs, out, baseline)
     if rl_runs:
@@ -454,6 +468,51 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path, *, names: list
     path = out / "report.md"
     write_text(path, "\n".join(md))
     return path
+
+
+def _group_seeds(runs: list) -> dict[str, list]:
+    """Name -> its runs (one per seed, in the order given); runs sharing a name are renamed NAME/s1, ..."""
+    groups: dict[str, list] = {}
+    for r in runs:
+        groups.setdefault(r.name, []).append(r)
+    for name, group in groups.items():
+        if len(group) > 1:
+            if len({r.path.resolve() for r in group}) < len(group):
+                raise OxaError(f"run {name!r} is given twice")
+            for i, r in enumerate(group, start=1):
+                r.name = f"{name}/s{i}"
+    return groups
+
+
+def claims_section(seeds: dict[str, list[Run]], *, bootstrap: int, confidence: float) -> list[str]:
+    """Markdown: each method's mean ± sd over seeds, and the paper's four claims with bootstrap intervals."""
+    methods = {name: [SeedRun(r.results, _entropy_table(r)) for r in group] for name, group in seeds.items()}
+    counts = {len(v) for v in methods.values()}
+    if len(counts) > 1:
+        raise OxaError("methods were run under different numbers of seeds: "
+                       + ", ".join(f"{k} {len(v)}" for k, v in methods.items()))
+    claims = evaluate_claims(methods, iterations=bootstrap, confidence=confidence)
+    n = counts.pop()
+    return ["## Over seeds", "", summary_table(methods), "",
+            f"Mean ± sample standard deviation over {n} seed{'s' * (n > 1)} (Avg.: the unweighted mean over "
+            "benchmarks; entropy: of the raw policy, nats per token).", "",
+            "## The paper's claims", "", claims_markdown(claims), "",
+            f"A − B in points (entropy: nats); the interval is the {confidence:.0%} percentile interval of a paired "
+            f"bootstrap ({bootstrap} replicates) that resamples seeds and, within each, problems per benchmark "
+            "(each benchmark weighted equally). A part holds when the interval lies above zero, does not hold when "
+            "it lies below, and is undecided otherwise; intervals are not corrected for the number of parts."
+            + (" With one seed only problems are resampled: seed-to-seed variation is not in the interval."
+               if n == 1 else ""), ""]
+
+
+def _entropy_table(run: Run):
+    """Per-problem entropy from the samples.jsonl beside the run's results.json (None without it)."""
+    samples = (run.results_file or run.path / "results.json").parent / "samples.jsonl"
+    if not samples.exists():
+        return None
+    from oxa.io import read_records
+
+    return entropy_table(read_records(samples))
 
 
 def _eval_sections(runs: list[Run], out: Path, baseline: str | Path | None) -> list[str]:

@@ -16,8 +16,17 @@ def register(app: typer.Typer) -> None:
         evaluate before and after, report.
 
         Finished stages are reused on a re-run (manifest.json records each stage's key, settings and outputs).
+        With --seeds, one run per seed (OUT/seed-S) and OUT/report.md: each method's spread and the paper's claims.
         """
+        def log(msg: str) -> None:
+            console.print(f"[bold cyan]demo[/] {msg}", highlight=False)
+
+        if cfg.seeds:
+            from oxa.seeds import run_seeds
+
+            console.print(f"finished: [bold]{run_seeds(cfg, cfg.seeds, log=log)}[/]")
+            return
         from oxa.demo import run_demo
 
-        manifest = run_demo(cfg, log=lambda msg: console.print(f"[bold cyan]demo[/] {msg}", highlight=False))
+        manifest = run_demo(cfg, log=log)
         console.print(f"finished in {manifest['seconds']:.1f} s: [bold]{cfg.out / 'demo_report' / 'report.md'}[/]")

@@ -13,6 +13,7 @@ from oxa.commands.common import console
 from oxa.commands.flags import stage_command
 from oxa.config import StageConfig, cli
 from oxa.synth.basemodel import QUICK_BASE, BaseModelConfig, build_base_model
+from oxa.synth.shipped import SHIPPED, ship, shipped_model, weight_difference
 from oxa.synth.world import WorldConfig, register_benchmarks, write_world
 
 register_benchmarks()  # `oxa evaluate --benchmark synth-hard` and friends work from any command
@@ -29,6 +30,10 @@ class SynthConfig(StageConfig):
                                                               "--quick unless any is set here)")
     quick: bool = Field(False, description="with --base-model: the small, fast base model used by tests")
     cache: Optional[Path] = Field(None, description="cache root for base models (default: $OXA_CACHE or ~/.cache/oxa)")
+    shipped: bool = Field(True, description="with --base-model: start from the weights shipped with oxa when they were "
+                                            "built from the same config (--no-shipped pre-trains)")
+    ship_to: Optional[Path] = Field(None, description="with --base-model: copy the model there too (src/oxa/synth/base "
+                                                      "is what oxa ships)")
 
     def base_config(self) -> BaseModelConfig:
         return self.base or (QUICK_BASE if self.quick else BaseModelConfig())
@@ -46,5 +51,9 @@ def register(app: typer.Typer) -> None:
         table.add_row("planted teacher errors", f"{summary['teacher_planted_errors']:,}")
         console.print(table)
         if cfg.base_model:
-            path = build_base_model(cfg.base_config(), cache=cfg.cache)
+            path = build_base_model(cfg.base_config(), cache=cfg.cache, shipped=cfg.shipped)
             console.print(f"base model: [bold]{path}[/]")
+            if not cfg.shipped and shipped_model(cfg.base_config()) is not None:
+                console.print(f"largest weight difference from the shipped model: {weight_difference(path, SHIPPED):.3g}")
+            if cfg.ship_to is not None:
+                console.print(f"shipped to [bold]{ship(path, cfg.ship_to)}[/]")

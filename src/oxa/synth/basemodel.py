@@ -15,7 +15,9 @@ documents (4.7M tokens) take a 2-layer, hidden-96 model past the transition in u
 
 The result is cached by a hash of its config (and of the world's version) under
 ``<cache>/synth-base/<hash>`` and written atomically, so it is built once and every later call
-returns the directory, which loads with ``from_pretrained`` like any model.
+returns the directory, which loads with ``from_pretrained`` like any model. The default config's
+model ships with oxa (:mod:`oxa.synth.shipped`): when the hash matches, it is copied into the cache
+instead of pre-trained.
 """
 
 from __future__ import annotations
@@ -64,8 +66,13 @@ class BaseModelConfig(StageConfig):
     weight_decay: float = Field(0.1, description="AdamW weight decay")
 
     def key(self) -> str:
-        blob = json.dumps({"world": WORLD_VERSION, **self.model_dump()}, sort_keys=True)
-        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+        return config_key(self.model_dump(), WORLD_VERSION)
+
+
+def config_key(config: dict, world_version: int) -> str:
+    """The cache key of a base model config (as dumped) built for a world version."""
+    blob = json.dumps({"world": world_version, **config}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
 QUICK_BASE = BaseModelConfig(documents=800, hidden=64, layers=2, seq_len=256, epochs=1.0)
@@ -79,15 +86,22 @@ def base_model_dir(config: BaseModelConfig, cache: str | os.PathLike | None = No
 
 
 def build_base_model(config: BaseModelConfig, *, cache: str | os.PathLike | None = None,
-                     progress: bool = True) -> Path:
-    """The cached base model directory for ``config``, pre-training it first if needed."""
+                     progress: bool = True, shipped: bool = True) -> Path:
+    """The cached base model directory for ``config``: the shipped weights copied in when they were built
+    from this config (and ``shipped``), else pre-trained first if needed."""
+    from oxa.synth.shipped import shipped_model
+
     target = base_model_dir(config, cache)
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    source = shipped_model(config) if shipped else None
     try:
-        _pretrain(config, tmp, progress=progress)
+        if source is not None:
+            shutil.copytree(source, tmp, dirs_exist_ok=True)
+        else:
+            _pretrain(config, tmp, progress=progress)
         os.replace(tmp, target)  # atomic: an interrupted build never leaves half a model behind
     except OSError:
         if not (target / "config.json").exists():  # a concurrent build that finished first is as good
