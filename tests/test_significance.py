@@ -100,6 +100,18 @@ def test_contrast_of_sometimes_against_the_rest():
     base = {"b": {"p0": 0, "p1": 2, "p2": 3, "p3": 4}}  # n = 4: p1, p2 sometimes; p0 never, p3 always
     strata = contrast_strata(a, b, base, 4)
     assert statistic([strata]) == pytest.approx((0.5 + 0.0) / 2 - (0.5 + 0.0) / 2)
+    assert contrast_strata(a, b, {"b": {"p0": 0, "p1": 4, "p2": 0, "p3": 4}}, 4) is None  # none "sometimes"
+
+
+def test_claim_4_is_not_measured_when_the_base_solves_nothing_sometimes():
+    """A tiny evaluation where the base model never solves a problem sometimes leaves claim 4 not measured,
+    listed as such, instead of failing the report."""
+    from oxa.evaluation.claims import SeedRun, evaluate_claims
+
+    runs = {name: [SeedRun(_results(counts))] for name, counts in
+            (("base", [0, 4, 0]), ("sft", [1, 2, 3]), ("oxa_mle", [2, 2, 3]), ("oxa_full", [2, 3, 3]))}
+    c4 = evaluate_claims(runs, iterations=200)[3]
+    assert not c4.parts and len(c4.missing) == 2 and "nothing to contrast" in c4.missing[0]
 
 
 def _bench(counts, n=4, entropy=1.0):

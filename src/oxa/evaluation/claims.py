@@ -132,8 +132,13 @@ def _contrast(claim: Claim, by_role: dict[str, list[SeedRun]], a: str, b: str, k
         if len(ns) != 1:
             claim.missing.append(f"{label(a)} vs {label(b)} by base pass counts: base has differing n {sorted(ns)}")
             return
-        strata.append(contrast_strata(metric_table(ra.results, "pass@1"), metric_table(rb.results, "pass@1"),
-                                      counts, ns.pop()))
+        stratum = contrast_strata(metric_table(ra.results, "pass@1"), metric_table(rb.results, "pass@1"),
+                                  counts, ns.pop())
+        if stratum is None:
+            claim.missing.append(f"{label(a)} vs {label(b)} by base pass counts: the base model solves every problem "
+                                 "sometimes, or none sometimes, so there is nothing to contrast")
+            return
+        strata.append(stratum)
     claim.parts.append(compare_strata(f"{label(a)} - {label(b)} (base sometimes)", f"{label(a)} - {label(b)} (rest)",
                                       "pass@1", strata, **kw))
 

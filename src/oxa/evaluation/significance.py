@@ -141,16 +141,17 @@ def difference_table(after: Table, before: Table) -> Table:
     return {b: {q: after[b][q] - before[b][q] for q in after[b] if q in before[b]} for b in after if b in before}
 
 
-def contrast_strata(a: Table, b: Table, base_counts: Table, n: int) -> Strata:
+def contrast_strata(a: Table, b: Table, base_counts: Table, n: int) -> Strata | None:
     """Claim 4's contrast: the mean of A - B over problems the base model solves sometimes (0 < c < n of
-    its samples) minus that over the rest (never or always), problems of all benchmarks pooled."""
+    its samples) minus that over the rest (never or always), problems of all benchmarks pooled; None when
+    either group is empty (nothing to contrast)."""
     sometimes, rest = [], []
     for bench, probs in a.items():
         for q, value in probs.items():
             if q in b.get(bench, {}) and q in base_counts.get(bench, {}):
                 (sometimes if 0 < base_counts[bench][q] < n else rest).append(value - b[bench][q])
     if not sometimes or not rest:
-        raise OxaError("claim 4 needs problems the base model solves sometimes and problems it never or always solves")
+        return None
     return [(1.0, np.array(sometimes)), (-1.0, np.array(rest))]
 
 
