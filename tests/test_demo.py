@@ -76,12 +76,15 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model, monkeypatch
         assert any(not torch.equal(rl[k], weights[k]) for k in weights), name
 
     eval_report = (out / "report" / "report.md").read_text()
+    assert "## The paper's claims" in eval_report  # the report's run names are the paper's methods (X_rl: after GRPO)
+    table = eval_report[eval_report.index("## Pass@1 and Pass@k"):]
     for name in ("base", *TRAIN_RUNS, *(f"rl_{r}" for r in TRAIN_RUNS)):
         samples = read_records(out / f"eval_{name}" / "samples.jsonl")
         assert len(samples) == 3 * 2 * 2  # 3 difficulties x 2 problems x n = 2 in the quick size
         pass1 = sum(s["correct"] for s in samples) / len(samples)
         assert stages[f"eval_{name}"]["counts"]["pass@1"] == round(pass1, 4)
-        row = next(line for line in eval_report.splitlines() if line.startswith(f"| {name} |"))
+        shown = f"{name.removeprefix('rl_')}_rl" if name.startswith("rl_") else name
+        row = next(line for line in table.splitlines() if line.startswith(f"| {shown} |"))
         assert row.split("|")[-3].strip() == f"{100 * pass1:.1f}"  # Avg. Pass@1 (equal-sized benchmarks)
 
     report = (out / "demo_report" / "report.md").read_text()
