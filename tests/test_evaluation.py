@@ -9,7 +9,7 @@ from math import comb
 import pytest
 import torch
 
-from oxa.evaluation import EvalConfig, deepscaler_extract, evaluate, last_boxed
+from oxa.evaluation import EvalConfig, deepscaler_extract, evaluate, last_boxed, last_number
 from oxa.generation.types import Sampled
 from oxa.io import read_records, write_records
 
@@ -157,3 +157,6 @@ def test_extractors():
     assert last_boxed("no box") is None and last_boxed("\\boxed{open") is None
     assert deepscaler_extract("<think>x</think> \\boxed{3} </think> \\boxed{4}") == "3"
     assert deepscaler_extract("\\boxed{3}") is None  # DeepScaleR needs the think delimiters
+    assert last_number("16 - 3 - 4 = 9 eggs, 9 * $2 = $18.") == "18"
+    assert last_number("It costs $1,200.50 in all") == "1200.50" and last_number("a loss of -7") == "-7"
+    assert last_number("no digits") is None

@@ -5,9 +5,17 @@ the last ``</think>``. DeepScaleR's rule: a response without both ``<think>`` an
 otherwise the answer is the last ``\\boxed{...}`` in the text between the first ``</think>`` and the
 next one (``split("</think>")[1]``). Comparing its extraction against ours, both judged by the same
 math-verify equivalence, isolates the effect of the extraction rule.
+
+``last-number`` is GSM8K's customary lenient rule (lm-evaluation-harness's "flexible-extract": the last
+number in the response). A model that reasons in prose but never writes ``\\boxed{}`` (SmolLM2-135M-Instruct
+before fine-tuning) scores 0 under the boxed rule; this rule tells a format failure from a wrong answer.
 """
 
 from __future__ import annotations
+
+import re
+
+NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 
 
 def last_boxed(text: str) -> str | None:
@@ -36,4 +44,10 @@ def deepscaler_extract(response: str) -> str | None:
     return last_boxed(response.split("</think>")[1])
 
 
-SECOND_GRADERS = {"deepscaler": deepscaler_extract}
+def last_number(response: str) -> str | None:
+    """The last number in the text, without ``$`` or thousands commas (``$1,200.50`` -> ``1200.50``)."""
+    found = NUMBER.findall(response)
+    return found[-1].replace("$", "").replace(",", "") if found else None
+
+
+SECOND_GRADERS = {"deepscaler": deepscaler_extract, "last-number": last_number}

@@ -57,8 +57,8 @@ class EvalConfig(SamplingConfig):
     data_dir: Path | None = Field(None, description="directory holding the unshipped files of named sets "
                                   "(rl/deepscaler-10k.parquet, gsm8k/train.jsonl); default $OXA_DATA_DIR")
     reference: Path | None = Field(None, description="a reference model's results.json, for gains by difficulty")
-    second_grader: str | None = Field(None, description="also grade with this extractor (deepscaler) and count "
-                                                        "disagreements")
+    second_grader: str | None = Field(None, description="also grade with this extractor (deepscaler, "
+                                                        "last-number) and count disagreements")
     workers: int = Field(2, ge=1, description="grading processes")
     grade_timeout: float = Field(5.0, gt=0, description="seconds one answer may take to grade")
     progress: bool = Field(True, description="show progress bars")
