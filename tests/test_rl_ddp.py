@@ -39,13 +39,14 @@ def config(work: Path, model_dir: Path, out: str, deepspeed: Path | None = None)
 
 
 def join_copies(batch, trainer):
-    """Joins to each group a copy of its first rollout, rewarded 1 and marked off-policy, in 2 slots (1 padding)."""
+    """Joins to its group a copy of every rollout the parity reward failed, rewarded 1 and marked off-policy, in n
+    slots: each process joins as many rows as its own rollouts say, and pads the rest."""
     from oxa.rl.rollout import Rollout
 
+    joined = {i: Rollout(list(ids), text, torch.ones_like(batch.rewards[i]), [True] * len(ids))
+              for i, (ids, text) in enumerate(zip(batch.completion_ids, batch.completions)) if batch.rewards[i, 0] == 0}
     n = trainer.num_generations
-    joined = {g: Rollout(list(batch.completion_ids[g]), batch.completions[g], torch.ones_like(batch.rewards[g]),
-                         [True] * len(batch.completion_ids[g])) for g in range(0, len(batch.completion_ids), n)}
-    batch.join(joined, n, slots=2, eos=trainer.processing_class.eos_token_id)
+    batch.join(joined, n, slots=n, eos=trainer.processing_class.eos_token_id)
     return batch
 
 

@@ -140,12 +140,11 @@ class OxaGRPOTrainer(GRPOTrainer):
     def _log_rollouts(self, batch: RolloutBatch, statuses: Counter[str]) -> None:
         device = self.accelerator.device
         eos = set(self.eos_token_ids)
-        real = [not p for p in batch.padding or [False] * len(batch.completion_ids)]
-        lengths = gather(torch.tensor([len(c) for c, r in zip(batch.completion_ids, real) if r], device=device))
-        truncated = gather(torch.tensor([c[-1] not in eos if c else True for c, r in zip(batch.completion_ids, real)
-                                         if r], device=device))
+        real = gather(torch.tensor([not p for p in batch.padding or [False] * len(batch.completion_ids)], device=device))
+        lengths = gather(torch.tensor([len(c) for c in batch.completion_ids], device=device))[real]
+        truncated = gather(torch.tensor([c[-1] not in eos if c else True for c in batch.completion_ids], device=device))[real]
         totals = (self._rollout_rewards * self.reward_weights.to(device)).nansum(dim=1)
-        totals[torch.isnan(self._rollout_rewards).all(dim=1)] = float("nan")  # padding rows
+        totals[~real] = float("nan")  # padding rows: no rollout (every process holds as many rows)
         extra: dict[str, list[float]] = {}
         for metrics in gather_object([batch.metrics]):  # a transform's metrics, averaged over processes
             for k, v in metrics.items():
