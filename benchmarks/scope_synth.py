@@ -1,11 +1,12 @@
 """GRPO against GRPO + SCOPE on the synthetic world, from the same start with the same budget, and the
 salvage checked against independent graders.
 
-Both arms are the repository's presets (``configs/rl-synth.yaml`` and ``configs/rl-synth-scope.yaml``)
-with only the start, the prompts, the run directory, the seed, the step budget and the evaluation
-schedule overridden, one run per (arm, seed); finished runs are reused. Then:
+The arms are the repository's presets (``configs/rl-synth.yaml`` and ``configs/rl-synth-scope.yaml``; the
+third arm is the SCOPE preset with ``scope.placement: join``) with only the start, the prompts, the run
+directory, the seed, the step budget and the evaluation schedule overridden, one run per (arm, seed);
+finished runs are reused. Then, over the arms trained (``grpo`` among them):
 
-* the salvage check, over every attempt SCOPE logged (``salvage.jsonl``): the share of failed rollouts
+* the salvage check, per SCOPE arm, over every attempt it logged (``salvage.jsonl``): the share of failed rollouts
   salvaged; every rollout that replaced a failure regraded by ``oxa verify`` (``</think>`` required, as
   the reward) and by the world's step checker (``oxa.synth.checker.check_steps``, every line right); and
   the first error the PRM located against the one ``check_steps`` finds in the original response;
@@ -30,7 +31,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ARMS = {"grpo": "rl-synth.yaml", "grpo+scope": "rl-synth-scope.yaml"}
+ARMS = {"grpo": ("rl-synth.yaml", {}), "grpo+scope": ("rl-synth-scope.yaml", {}),
+        "grpo+scope-join": ("rl-synth-scope.yaml", {"placement": "join"})}  # arm: (preset, scope overrides)
 SAMPLED = "Reward of the sampled rollouts (mean)"
 
 
@@ -38,19 +40,20 @@ def arm_config(arm: str, args, seed: int, first: bool):
     from oxa.config import load_yaml, validate
     from oxa.rl import RLConfig
 
-    path = ROOT / "configs" / ARMS[arm]
+    preset, scope = ARMS[arm]
+    path = ROOT / "configs" / preset
     cfg = validate(RLConfig, load_yaml(path), source=str(path))
     ev = cfg.eval.model_copy(update={"every": args.eval_every, "n": args.eval_n, "at_start": first})
     return cfg.model_copy(update={
-        "model": str(args.demo / "models" / args.start), "prompts": str(args.prompts),
+        "model": str(args.demo / f"train_{args.start}"), "prompts": str(args.prompts),
         "output_dir": args.out / f"{arm}-seed{seed}", "seed": seed, "max_steps": args.steps, "save_steps": None,
-        "eval": ev})
+        "eval": ev, "scope": cfg.scope.model_copy(update=scope)})
 
 
 def run_all(args) -> dict[str, list[Path]]:
     from oxa.rl import train_rl
 
-    runs: dict[str, list[Path]] = {arm: [] for arm in ARMS}
+    runs: dict[str, list[Path]] = {arm: [] for arm in args.arms}
     for n, seed in enumerate(args.seeds):
         for arm in args.arms:
             cfg = arm_config(arm, args, seed, first=n == 0 and arm == "grpo")
@@ -79,7 +82,7 @@ def salvage_check(run_dirs: list[Path]) -> dict:
         problems = {str(r["id"]): r for r in load_prompts(cfg["prompts"])}
         attempts += [{**problems[str(a["id"])], **a, "run": d.name} for a in read_records(d / "salvage.jsonl")]
         failed += sum(r.get("salvage/failed", 0.0) for r in read_records(d / "rl_metrics.jsonl"))
-    replaced = [a for a in attempts if a["replaced"]]
+    replaced = [a for a in attempts if a.get("replaced") or a.get("joined")]  # the salvages that were trained
     graded, _ = verify_records([{**a, "response": a["salvaged"]} for a in replaced], workers=1, progress=False,
                                require_think=True)
     all_steps_right = [check_steps(problem_of(a), a["salvaged"]).correct for a in replaced]
@@ -146,7 +149,7 @@ def summarise(runs: dict[str, list[Path]], start_pass1: float | None) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--demo", type=Path, default=Path("runs/demo"), help="an `oxa demo` run directory")
-    ap.add_argument("--start", default="oxa_full", help="the demo model RL starts from (models/<start>)")
+    ap.add_argument("--start", default="oxa_full", help="the demo model RL starts from (DEMO/train_<start>)")
     ap.add_argument("--prompts", type=Path, help="RL prompts (default: the world's whole RL split, DEMO/world/rl.jsonl)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/scope-synth"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -154,7 +157,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=20)
     ap.add_argument("--eval-n", type=int, default=4, help="samples per held-out problem")
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
-                    help="train only these arms (two processes can train one each); the comparison needs both")
+                    help="train these arms (processes can train one each); the comparison needs grpo and a SCOPE arm")
     ap.add_argument("--png", type=Path, default=ROOT / "docs" / "scope_synth_curves.png")
     ap.add_argument("--smooth", type=int, default=5)
     args = ap.parse_args()
@@ -163,11 +166,12 @@ def main() -> None:
     from oxa.report import load_rl_run, plot_rl_curves
 
     runs = run_all(args)
-    if set(args.arms) != set(ARMS):
+    scope_arms = [a for a in runs if a != "grpo"]
+    if "grpo" not in runs or not scope_arms:
         return
     start = load_rl_run(runs["grpo"][0]).series("eval/average/pass@1")
     results = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-               "salvage": salvage_check(runs["grpo+scope"]),
+               "salvage": {arm: salvage_check(runs[arm]) for arm in scope_arms},
                "comparison": summarise(runs, float(start[1][0]) if len(start[0]) and start[0][0] == 0 else None)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
@@ -183,22 +187,23 @@ def main() -> None:
                    metrics=(SAMPLED, "diversity/distinct_answers", "diversity/distinct_paths", "entropy",
                             "salvage/successes"), benchmarks=["average"])
 
-    s = results["salvage"]
-    print(f"salvage: {s['replaced']} of {s['failed_rollouts']} failed rollouts salvaged "
-          f"({100 * s['salvaged_share_of_failed']:.1f}%; {s['attempts']} located and corrected); regraded correct: "
-          f"{s['replaced_verify_correct']}/{s['replaced']} by oxa verify, {s['replaced_all_steps_right']}/{s['replaced']} "
-          f"every step right; first error = check_steps': {s['first_error_matches_check_steps']}/{s['attempts']}; "
-          f"relative position quartiles {s['first_error_position_quartiles']}")
+    for arm, s in results["salvage"].items():
+        print(f"{arm} salvage: {s['replaced']} of {s['failed_rollouts']} failed rollouts salvaged "
+              f"({100 * s['salvaged_share_of_failed']:.1f}%; {s['attempts']} located and corrected); regraded correct: "
+              f"{s['replaced_verify_correct']}/{s['replaced']} by oxa verify, {s['replaced_all_steps_right']}/"
+              f"{s['replaced']} every step right; first error = check_steps': {s['first_error_matches_check_steps']}/"
+              f"{s['attempts']}; relative position quartiles {s['first_error_position_quartiles']}")
     c = results["comparison"]
-    print(f"held-out Pass@1 at the start: {c['start_pass1']}; PRM against the verifier (SCOPE runs): "
-          f"{c['grpo+scope']['mean'].get('prm_flagged_successes')} of correct rollouts flagged, "
-          f"{c['grpo+scope']['mean'].get('prm_missed_failures')} of failures missed")
-    print(f"{'arm':<12}{'Pass@1 end':>11}{'best':>8}{'reward':>8}{'answers':>9}{'paths':>7}{'entropy':>9}"
+    print(f"held-out Pass@1 at the start: {c['start_pass1']}")
+    for arm in scope_arms:
+        print(f"PRM against the verifier ({arm}): {c[arm]['mean'].get('prm_flagged_successes')} of correct rollouts "
+              f"flagged, {c[arm]['mean'].get('prm_missed_failures')} of failures missed")
+    print(f"{'arm':<16}{'Pass@1 end':>11}{'best':>8}{'reward':>8}{'answers':>9}{'paths':>7}{'entropy':>9}"
           f"{'salvaged':>10}{'s/step':>8}")
-    for arm in ARMS:
+    for arm in runs:
         m = c[arm]["mean"]
         f = lambda k, pct=False: "-" if m.get(k) is None else (f"{100 * m[k]:.1f}%" if pct else f"{m[k]:.3f}")  # noqa: E731
-        print(f"{arm:<12}{f('pass1_end', True):>11}{f('pass1_best', True):>8}{f('reward'):>8}"
+        print(f"{arm:<16}{f('pass1_end', True):>11}{f('pass1_best', True):>8}{f('reward'):>8}"
               f"{f('distinct_answers'):>9}{f('distinct_paths'):>7}{f('entropy'):>9}{f('salvaged_per_step'):>10}"
               f"{f('seconds_per_step'):>8}")
         for sd in c[arm]["seeds"]:

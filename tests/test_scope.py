@@ -10,6 +10,7 @@ import torch
 
 from oxa.io import read_records, write_records
 from oxa.rl import RLConfig, train_rl
+from oxa.prm.diversity import final_answer
 from oxa.rl.salvage import ScopeConfig, ScopeTransform, choose_failures, position_bin
 
 T = 0.85
@@ -67,12 +68,12 @@ def test_scope_flags_parse():
     result = CliRunner().invoke(app, ["rl", "p", "--model", "m", "--output-dir", "o", "--scope.enabled",
                                       "--scope.which", "no_success", "--scope.max-per-group", "2",
                                       "--scope.prm.threshold", "0.3", "--scope.diversity", "steps",
-                                      "--off-policy-tokens", "mask"])
+                                      "--off-policy-tokens", "mask", "--scope.placement", "join"])
     assert result.exit_code == 0, result.output
     (cfg,) = seen
     assert cfg.scope.enabled and (cfg.scope.which, cfg.scope.max_per_group) == ("no_success", 2)
     assert cfg.scope.prm.threshold == 0.3 and cfg.scope.prm.prm == "checker" and cfg.scope.diversity == "steps"
-    assert cfg.off_policy_tokens == "mask" and cfg.scope.corrector == "teacher"
+    assert cfg.off_policy_tokens == "mask" and cfg.scope.corrector == "teacher" and cfg.scope.placement == "join"
     result = CliRunner().invoke(app, ["rl", "p", "--model", "m", "--output-dir", "o", "--scope.enabled",
                                       "--scope.corrector", "model", "--scope.corrector-model.model", "/models/c",
                                       "--scope.corrector-model.reference-field", "solution"])
@@ -136,11 +137,15 @@ def scope_run(tmp_path, model_dir, planted, **scope):
 
 def hand_loss(model, batch, mode: str, gamma: float = 0.1):
     """GRPO's token-mean loss written out per token class: on-policy tokens -A exp(logp - logp.detach()), the
-    corrected step's tokens -A p/(p + gamma) (shape) or nothing (mask, and not counted)."""
-    rewards = batch.rewards[:, 0].double().view(-1, GROUP)
-    adv = ((rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-4)).flatten()
+    corrected step's tokens -A p/(p + gamma) (shape) or nothing (mask, and not counted). A is the reward's
+    z-score within the group as it stands (padding rows are in no group and train nothing)."""
+    adv = {}
+    for rows in batch.groups(GROUP):
+        r = batch.rewards[rows, 0].double()
+        adv.update(zip(rows, (r - r.mean()) / (r.std() + 1e-4)))
     terms, counted = [], 0
-    for a, prompt, completion, off in zip(adv, batch.prompt_ids, batch.completion_ids, batch.off_policy):
+    for i, a in adv.items():
+        prompt, completion, off = batch.prompt_ids[i], batch.completion_ids[i], batch.off_policy[i]
         ids = torch.tensor([list(prompt) + list(completion)])
         logp = torch.log_softmax(model(ids).logits[0, len(prompt) - 1:-1].double() / T, -1)
         logp = logp.gather(1, ids[0, len(prompt):, None]).squeeze(1)
@@ -170,7 +175,6 @@ def test_salvage_at_the_answer_step_grades_correct_and_replaces_the_failure(tmp_
 
     from oxa.models import load_tokenizer
     from oxa.prm.checker import problem_of
-    from oxa.prm.diversity import final_answer
     from oxa.synth.teacher import answer_line
 
     cfg, script, out = scope_run(tmp_path, tiny_model_dir, planted, off_policy_tokens="mask")
@@ -277,3 +281,55 @@ def test_the_scope_preset_is_the_grpo_preset_with_salvage_on():
     assert scope.scope.enabled and not grpo.scope.enabled and grpo.output_dir != scope.output_dir
     assert grpo.model_dump(exclude={"scope", "output_dir"}) == scope.model_dump(exclude={"scope", "output_dir"})
     assert scope.scope.model_dump(exclude={"enabled"}) == ScopeConfig().model_dump(exclude={"enabled"})  # defaults
+
+
+def test_join_lays_groups_out_with_slots_and_padding():
+    from oxa.rl.rollout import Rollout, RolloutBatch, join_slots
+
+    def batch():
+        return RolloutBatch(records=[{"id": g} for g in "aabb"], prompt_ids=[[1], [1], [2], [2]],
+                            completion_ids=[[5], [6], [7], [8]], completions=list("wxyz"),
+                            rewards=torch.tensor([[0.0], [1.0], [0.0], [0.0]]))
+
+    b = batch()
+    b.join({2: Rollout([9, 9], "s", torch.tensor([1.0]), [True, False])}, n=2, slots=1, eos=0)
+    assert (b.group_size, b.padding) == (3, [False, False, True, False, False, False])
+    assert [r["id"] for r in b.records] == list("aaabbb") and b.prompt_ids == [[1]] * 3 + [[2]] * 3
+    assert b.completion_ids == [[5], [6], [0], [7], [8], [9, 9]] and b.completions == ["w", "x", "", "y", "z", "s"]
+    assert b.off_policy == [[False], [False], [False], [False], [False], [True, False]]
+    assert b.rewards[[0, 1, 3, 4, 5], 0].tolist() == [0.0, 1.0, 0.0, 0.0, 1.0] and torch.isnan(b.rewards[2, 0])
+    assert b.groups(2) == [[0, 1], [3, 4, 5]]
+    with pytest.raises(ValueError, match="group at row 0: 2 rollouts join it but it has 1 slots"):
+        batch().join({i: Rollout([9], "s", torch.tensor([1.0]), [True]) for i in (0, 1)}, n=2, slots=1, eos=0)
+    # slots round up so the rows still split into equal micro-batches: groups * (n + slots) % chunks == 0
+    for wanted, groups, chunks in [(1, 1, 8), (2, 2, 8), (3, 4, 8), (1, 3, 1), (5, 8, 4), (2, 6, 4)]:
+        slots = join_slots(wanted, groups, chunks)
+        assert slots >= wanted and groups * slots % chunks == 0
+        assert all(groups * s % chunks for s in range(wanted, slots))  # the smallest such
+
+
+def test_join_adds_salvages_to_their_groups_and_advantages_see_each_group_as_it_stands(tmp_path, tiny_model_dir,
+                                                                                       planted):
+    """placement: join - the failures stay (negative advantage) and their salvages join the group; each group
+    gets n = 4 more slots (max_per_group unset), the unused one a padding row that trains nothing."""
+    from transformers import AutoModelForCausalLM
+
+    cfg, script, out = scope_run(tmp_path, tiny_model_dir, planted, keep_failed_salvages=True, placement="join")
+    batch = script.batch
+    assert batch.group_size == 2 * GROUP and batch.padding == ([False] * 7 + [True]) * 2
+    log = read_records(out / "salvage.jsonl")
+    assert [r["row"] for r in log] == [1, 2, 3, 5, 6, 7] and all(r["joined"] for r in log)
+    for g, sampled in ((0, 0), (8, GROUP)):  # the sampled rollouts as they were, then the salvages in row order
+        assert batch.completion_ids[g:g + GROUP] == script.sampled[sampled:sampled + GROUP]
+        assert not any(any(m) for m in batch.off_policy[g:g + GROUP])
+    assert [batch.completions[i] for i in (4, 5, 6, 12, 13, 14)] == [r["salvaged"] for r in log]
+    assert all(any(batch.off_policy[i]) for i in (4, 5, 6, 12, 13, 14))
+    (row,) = read_records(out / "rl_metrics.jsonl")
+    assert (row["salvage/joined"], row["salvage/replaced"], row["salvage/successes"]) == (6.0, 0.0, 2.0)
+    assert row["reward_mean"] == pytest.approx(4 / 14)  # 2 sampled + 2 salvaged right, of 14 rollouts
+    assert row["response_length"] == pytest.approx(
+        sum(len(batch.completion_ids[i]) for g in batch.groups(GROUP) for i in g) / 14)
+    assert row["diversity_trained/distinct_answers"] == pytest.approx(sum(
+        len({final_answer(batch.completions[i]) for i in g}) for g in batch.groups(GROUP)) / 2)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    assert_update_is(hand_loss(model, batch, "shape"), model, out)

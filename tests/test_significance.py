@@ -141,11 +141,30 @@ def test_claims_on_a_constructed_study():
     assert [p.verdict for p in c1.parts if p.metric == "pass@1"] == [HOLDS] * 3
     assert c1.parts[0].diff == pytest.approx(np.mean([min(4, c + 1) - c for c in base]) / 4)
     assert claims[1].verdict == "not measured"  # no samples, no per-problem entropy
-    assert claims[2].verdict == "not measured" and len(claims[2].missing) == 6
+    assert claims[2].verdict == "not measured" and len(claims[2].missing) == 8  # 6 comparisons, 2 climbs
     # claim 4: +1 helps every problem except those the base always solves; never-solved ones gain too
     sometimes = [min(4, c + 1) - c for c in base if 0 < c < 4]
     rest = [min(4, c + 1) - c for c in base if c in (0, 4)]
     assert claims[3].parts[0].diff == pytest.approx((np.mean(sometimes) - np.mean(rest)) / 4)
+
+
+def test_claim_3_repeats_claim_1_after_rl_including_sft_over_sft_lp():
+    """Claim 3's "the gains persist" are claim 1's comparisons between the RLVR models, SFT+RL against SFT_LP+RL
+    included (the demo runs SFT_LP through GRPO too)."""
+    rng = np.random.default_rng(2)
+    base = [int(x) for x in rng.integers(0, 5, 40)]
+    up = [min(4, c + 1) for c in base]
+    methods = {name: [SeedRun(_results(counts))] * 2 for name, counts in (
+        ("base", base), ("sft_lp", base), ("sft", base), ("oxa_mle", base), ("oxa_full", base),
+        ("sft_lp_rl", base), ("sft_rl", up), ("oxa_mle_rl", up), ("oxa_full_rl", up))}
+    c3 = evaluate_claims(methods, iterations=500)[2]
+    rows = {(p.a, p.b, p.metric): p for p in c3.parts}
+    assert not c3.missing and len(c3.parts) == 8
+    lp = rows[("SFT+RL", "SFT_LP+RL", "pass@1")]
+    assert lp.diff == pytest.approx(np.mean([u - c for u, c in zip(up, base)]) / 4) and lp.verdict == HOLDS
+    assert rows[("SFT+RL", "SFT_LP+RL", "pass@k")].diff == pytest.approx(
+        np.mean([(u > 0) - (c > 0) for u, c in zip(up, base)]))
+    assert rows[("OXA_MLE+RL", "SFT+RL", "pass@1")].diff == 0
 
 
 def test_report_over_seeds(tmp_path):

@@ -49,12 +49,15 @@ class StepMetrics:
 
     def add_rollouts(self, rewards: torch.Tensor, group_size: int, lengths: torch.Tensor, truncated: torch.Tensor,
                      statuses: Counter[str], extra: dict[str, float]) -> None:
-        """One rollout batch: its summed rewards [rollouts] (groups contiguous), lengths and truncation flags."""
+        """One rollout batch: its summed rewards [rows] (groups of ``group_size`` contiguous rows; NaN marks a
+        padding row, which is not a rollout), and the rollouts' lengths and truncation flags."""
         groups = rewards.view(-1, group_size)
-        flat = groups.amax(dim=1) == groups.amin(dim=1)
+        pad = torch.isnan(groups)
+        flat = groups.masked_fill(pad, -torch.inf).amax(dim=1) == groups.masked_fill(pad, torch.inf).amin(dim=1)
+        real = rewards[~torch.isnan(rewards)]
         values = {
-            "reward_mean": rewards.mean(),
-            "reward_std": rewards.std() if rewards.numel() > 1 else torch.zeros(()),
+            "reward_mean": real.mean(),
+            "reward_std": real.std() if real.numel() > 1 else torch.zeros(()),
             "frac_zero_std_groups": flat.float().mean(),
             "response_length": lengths.float().mean(),
             "truncated_share": truncated.float().mean(),

@@ -10,9 +10,11 @@ before advantages. For each failed rollout it chooses to salvage (``ScopeConfig.
    data has one, a reference solution: :mod:`oxa.prm.correct`);
 3. the policy continues from prompt + kept prefix + corrected step, sampled on-policy like any rollout
    (oxa's sampler, its own seed per row and step);
-4. the same reward functions grade the result. It replaces the failed rollout in its group (when it
-   grades correct, unless ``keep_failed_salvages``), so TRL then computes advantages over the group as
-   it stands.
+4. the same reward functions grade the result. When it grades correct (or always, with
+   ``keep_failed_salvages``) it enters training as ``placement`` says: it *replaces* the failed rollout in
+   its group, or *joins* the group beside it (the group then holds n + ``slots`` rows, unused slots being
+   padding rows that are left out of the baseline and the loss: :meth:`RolloutBatch.join`). TRL then
+   computes advantages over the group as it stands.
 
 Token classes of a salvaged rollout: the kept prefix and the continuation are ordinary on-policy tokens;
 the corrected step's tokens are marked off-policy and trained as ``off_policy_tokens`` says (LUFFY's
@@ -23,7 +25,7 @@ is exact.
 Logged every step (``rl_metrics.jsonl`` and ``report_to``):
 
 * ``salvage/*``: the mean reward of the rollouts as sampled (``reward_mean`` is after salvage), failures,
-  those chosen, located, corrected, salvaged (graded correct), rows replaced, and the first error's
+  those chosen, located, corrected, salvaged (graded correct), rows replaced or joined, and the first error's
   relative position (share of steps kept) as a mean and a 5-bin histogram ``salvage/first_error_pos/<bin>``
   (counts per process), and ``salvage/seconds`` spent salvaging (PRM, corrector, continuation, grading);
 * ``prm/missed_failures``, ``prm/flagged_successes``: how the PRM's verdicts on the sampled rollouts
@@ -52,10 +54,11 @@ from oxa.config import StageConfig
 from oxa.errors import OxaError
 from oxa.prm.correct import CorrectorConfig
 from oxa.prm.load import PRMConfig
-from oxa.rl.rollout import RolloutBatch
+from oxa.rl.rollout import Rollout, RolloutBatch, join_slots
 
 POSITION_BINS = 5  # first-error histogram bins over [0, 1]
 SYNTH_FIELDS = ("problem", "family", "difficulty")
+PLACED = {"replace": "replaced", "join": "joined"}  # placement -> its count's name in the log
 
 
 class ScopeConfig(StageConfig):
@@ -77,6 +80,10 @@ class ScopeConfig(StageConfig):
                                       "first ones); none: no limit.")
     success_reward: float = Field(1.0, description="A rollout whose total reward is below this failed (1.0: the "
                                   "verifiable reward of a correct answer).")
+    placement: Literal["replace", "join"] = Field(
+        "replace", description="Where a salvaged rollout goes: replace (takes the failed rollout's place) or join "
+        "(added to its group beside the failure, which keeps its negative advantage; each group gets max_per_group "
+        "- or n - more rows, unused ones padding, so set max_per_group to bound the cost).")
     keep_failed_salvages: bool = Field(False, description="Also replace a failure whose salvaged rollout still "
                                        "fails (its corrected step then gets a negative advantage); default: only "
                                        "salvages that grade correct replace the failure.")
@@ -95,6 +102,10 @@ class ScopeConfig(StageConfig):
     def active(self) -> bool:
         """Whether `oxa rl` installs the transform at all (salvage, or diversity logging)."""
         return self.enabled or self.diversity != "off"
+
+
+def _texts(batch: RolloutBatch) -> list[str]:
+    return [c if isinstance(c, str) else c[-1]["content"] for c in batch.completions]
 
 
 def is_synthetic(record: Mapping[str, Any]) -> bool:
@@ -185,31 +196,32 @@ class ScopeTransform:
     # ------------------------------------------------------------------------------------ the transform
 
     def __call__(self, batch: RolloutBatch, trainer) -> RolloutBatch:
-        texts = [c if isinstance(c, str) else c[-1]["content"] for c in batch.completions]
+        texts = _texts(batch)
         records = [self.record(r) for r in batch.records]
         n = trainer.num_generations
         metrics: dict[str, float] = {}
         if self.cfg.diversity != "off":
-            metrics.update(self.diversity(records, texts, n, "diversity"))
+            metrics.update(self.diversity(batch, n, "diversity"))
         if self.cfg.enabled:
             started = time.perf_counter()
             metrics.update(self.salvage(batch, trainer, records, texts, n))
             metrics["salvage/seconds"] = time.perf_counter() - started
             if self.cfg.diversity != "off":
-                trained = [c if isinstance(c, str) else c[-1]["content"] for c in batch.completions]
-                metrics.update(self.diversity(records, trained, n, "diversity_trained"))
+                metrics.update(self.diversity(batch, n, "diversity_trained"))
         batch.metrics = {**batch.metrics, **metrics}
         return batch
 
-    def diversity(self, records, texts: list[str], n: int, prefix: str) -> dict[str, float]:
+    def diversity(self, batch: RolloutBatch, n: int, prefix: str) -> dict[str, float]:
+        """Distinct answers and paths per group of ``batch`` as it stands (padding rows left out)."""
         from oxa.prm.diversity import diversity_metrics, group_diversity, synthetic_strategy
 
+        texts = _texts(batch)
         groups = []
-        for start in range(0, len(texts), n):
-            record = records[start]
+        for rows in batch.groups(n):
+            record = self.record(batch.records[rows[0]])
             strategy = self.cfg.diversity == "strategy" or (self.cfg.diversity == "auto" and is_synthetic(record))
             path = (lambda i, r, rec=record: synthetic_strategy(rec, r)) if strategy else None
-            groups.append(group_diversity(texts[start:start + n], path=path))
+            groups.append(group_diversity([texts[i] for i in rows], path=path))
         return {k.replace("diversity/", f"{prefix}/"): v for k, v in diversity_metrics(groups).items()}
 
     def salvage(self, batch: RolloutBatch, trainer, records, texts: list[str], n: int) -> dict[str, float]:
@@ -259,31 +271,29 @@ class ScopeTransform:
         new_texts = tok.batch_decode(new_ids, skip_special_tokens=True)
         new_rewards = grade(trainer, [batch.records[i] for i in rows], new_texts, new_ids) if rows else None
         successes = 0
-        replaced = []
+        placed: dict[int, Rollout] = {}
         log = []
         for k, i in enumerate(rows):
             total = float((new_rewards[k] * trainer.reward_weights.cpu()).nansum())
             ok = total >= cfg.success_reward
             successes += ok
             if ok or cfg.keep_failed_salvages:
-                replaced.append(i)
-                batch.completion_ids[i] = new_ids[k]
-                batch.completions[i] = new_texts[k]
-                batch.rewards[i] = new_rewards[k].to(batch.rewards.device, batch.rewards.dtype)
-                if batch.off_policy is None:
-                    batch.off_policy = [[False] * len(c) for c in batch.completion_ids]
-                batch.off_policy[i] = new_masks[k]
+                placed[i] = Rollout(new_ids[k], new_texts[k], new_rewards[k], new_masks[k])
             s = salvages[i]
             log.append({"id": batch.records[i].get("id"), "row": i, "response": texts[i],
                         "first_error": s.request.error, "steps": len(s.request.steps),
                         "relative_position": s.request.relative_position, "wrong_step": s.request.wrong_step,
                         "correction": s.correction, "salvaged": new_texts[k], "reward": total,
-                        "off_policy_tokens": sum(new_masks[k]), "replaced": i in replaced})
-        if batch.off_policy is not None:  # rows not replaced keep all-on-policy masks of their own length
-            batch.off_policy = [m if len(m) == len(c) else [False] * len(c)
-                                for m, c in zip(batch.off_policy, batch.completion_ids)]
-        metrics.update({"salvage/successes": float(successes), "salvage/replaced": float(len(replaced)),
-                        "salvage/success_share": successes / len(chosen) if chosen else 0.0})
+                        "off_policy_tokens": sum(new_masks[k]), PLACED[cfg.placement]: i in placed})
+        if cfg.placement == "replace":
+            for i, rollout in placed.items():
+                batch.replace(i, rollout)
+        else:  # every process lays out the same number of rows, whatever it salvaged
+            slots = join_slots(cfg.max_per_group or n, len(failed) // n, trainer.args.steps_per_generation)
+            batch.join(placed, n, slots, tok.eos_token_id)
+        metrics.update({"salvage/successes": float(successes), "salvage/success_share": successes / len(chosen)
+                        if chosen else 0.0, **{f"salvage/{key}": float(len(placed)) if placement == cfg.placement else 0.0
+                           for placement, key in PLACED.items()}})
         self.write_log(trainer, log)
         return metrics
 

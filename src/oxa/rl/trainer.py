@@ -14,7 +14,12 @@ differs from a plain ``GRPOTrainer``, and why:
 * ``_generate``: grades the rollouts right after sampling and hands the graded batch to the rollout
   transform (SCOPE's salvage hook) *before* old/reference log-probabilities and advantages are computed,
   since a transform may replace tokens; ``_calculate_rewards`` then returns those rewards.
-* ``_generate_and_score_completions``: adds the per-token ``off_policy`` mask a transform set.
+  A transform that joins rollouts to their groups changes the rows: TRL's ``prompts`` list (which sizes this
+  process's slice of the advantages) is rewritten in place to match, and ``num_generations`` is the joined
+  group size until the advantages are computed, so TRL's own nan-aware group baseline sees each group as it
+  stands, padding rows (reward NaN) left out.
+* ``_generate_and_score_completions``: adds the per-token ``off_policy`` mask a transform set, and masks
+  padding rows out of the loss.
 * ``_prepare_inputs``: stamps each micro-batch with its optimizer step's global token / sequence counts,
   so "token-mean" is exactly a mean over every response token of the step, across processes.
 * ``_compute_loss``: :func:`oxa.rl.policy_loss.policy_loss` (vanilla / Clip-Cov / KL-Cov, LUFFY for
@@ -60,6 +65,7 @@ class OxaGRPOTrainer(GRPOTrainer):
         self._rollout_inputs: list[dict] | None = None
         self._rollout_rewards: torch.Tensor | None = None
         self._off_policy: list[list[bool]] | None = None
+        self._padding: list[bool] | None = None
         self._window_start = time.perf_counter()
         self._window_steps_at = 0
         self.add_callback(_WindowStart(self))
@@ -105,14 +111,17 @@ class OxaGRPOTrainer(GRPOTrainer):
         if self.rollout_transform is not None:
             batch = self.rollout_transform(batch, self)
             self._reward_statuses()  # the transform's own grading is reported in its metrics, not as rollouts
+        if batch.group_size is not None:  # rows were joined: TRL's view of the rows follows (module docstring)
+            prompts[:] = [r["prompt"] for r in batch.records]
+            self.num_generations = batch.group_size
         self._rollout_rewards = gather(batch.rewards)
-        self._off_policy = batch.off_policy
+        self._off_policy, self._padding = batch.off_policy, batch.padding
         self._log_rollouts(batch, statuses)
         if self.model.training:
             self.step_metrics.seconds["generation"] += generated - started
             self.step_metrics.seconds["grading"] += graded - generated
-        return (prompt_ids, batch.completion_ids, tool_mask, batch.completions, batch.logprobs, extra_fields, images,
-                tool_images)
+        return (batch.prompt_ids, batch.completion_ids, tool_mask, batch.completions, batch.logprobs, extra_fields,
+                images, tool_images)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         return self._rollout_rewards  # graded (and possibly transformed) in _generate, gathered over processes
@@ -131,9 +140,11 @@ class OxaGRPOTrainer(GRPOTrainer):
     def _log_rollouts(self, batch: RolloutBatch, statuses: Counter[str]) -> None:
         device = self.accelerator.device
         eos = set(self.eos_token_ids)
-        lengths = gather(torch.tensor([len(c) for c in batch.completion_ids], device=device))
-        truncated = gather(torch.tensor([c[-1] not in eos if c else True for c in batch.completion_ids], device=device))
+        real = gather(torch.tensor([not p for p in batch.padding or [False] * len(batch.completion_ids)], device=device))
+        lengths = gather(torch.tensor([len(c) for c in batch.completion_ids], device=device))[real]
+        truncated = gather(torch.tensor([c[-1] not in eos if c else True for c in batch.completion_ids], device=device))[real]
         totals = (self._rollout_rewards * self.reward_weights.to(device)).nansum(dim=1)
+        totals[~real] = float("nan")  # padding rows: no rollout (every process holds as many rows)
         extra: dict[str, list[float]] = {}
         for metrics in gather_object([batch.metrics]):  # a transform's metrics, averaged over processes
             for k, v in metrics.items():
@@ -144,11 +155,16 @@ class OxaGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         self._rollout_inputs = inputs
-        out = super()._generate_and_score_completions(inputs)
+        try:
+            out = super()._generate_and_score_completions(inputs)
+        finally:
+            self.num_generations = self.args.num_generations  # joined groups are this batch's only
         off = torch.zeros_like(out["completion_mask"], dtype=torch.bool)
         for i, row in enumerate(self._off_policy or []):
             off[i, : len(row)] = torch.tensor(row, dtype=torch.bool)
         out["off_policy"] = off
+        if self._padding is not None:
+            out["completion_mask"][torch.tensor(self._padding, device=off.device)] = 0
         return out
 
     # ----------------------------------------------------------------------------------------- the update
