@@ -87,6 +87,17 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model, monkeypatch
         row = next(line for line in table.splitlines() if line.startswith(f"| {shown} |"))
         assert row.split("|")[-3].strip() == f"{100 * pass1:.1f}"  # Avg. Pass@1 (equal-sized benchmarks)
 
+    # the GRPO runs' curves: held-out Pass@1 during RL, first and last, as their evaluations' samples say
+    rl_part = eval_report[eval_report.index("## RL training"):]
+    assert (out / "report" / "rl_curves.png").stat().st_size > 0
+    for name, label in zip(TRAIN_RUNS, ("SFT_LP", "SFT", "OXA_MLE", "OXA_Full")):
+        row = next(line for line in rl_part.splitlines() if line.startswith(f"| GRPO from {label} |"))
+        first, last = (read_records(out / f"rl_{name}" / "eval" / f"step-{step:06d}" / "samples.jsonl") for step in (0, 1))
+        easy = [[s["correct"] for s in samples if s["benchmark"] == "synth-easy"] for samples in (first, last)]
+        assert len(easy[0]) == len(easy[1]) == 2 * 2  # the eval stages' problems and samples
+        cell = row.split("|")[5].strip()  # synth-easy Pass@1 (first → last; best @ step)
+        assert cell.startswith(" → ".join(f"{100 * sum(c) / len(c):.1f}" for c in easy)), cell
+
     report = (out / "demo_report" / "report.md").read_text()
     assert "| gaussian |" in report and "median PPL" in report and "| rl_oxa_full |" in report
     # the selections figure draws the verified pool and each selection's PPLs, as in the files, binned as selected
