@@ -92,7 +92,8 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, synth_base_model, monkeypatch
     assert (out / "report" / "rl_curves.png").stat().st_size > 0
     for name, label in zip(TRAIN_RUNS, ("SFT_LP", "SFT", "OXA_MLE", "OXA_Full")):
         row = next(line for line in rl_part.splitlines() if line.startswith(f"| GRPO from {label} |"))
-        first, last = (read_records(out / f"rl_{name}" / "eval" / f"step-{step:06d}" / "samples.jsonl") for step in (0, 1))
+        first, last = (read_records(out / f"rl_{name}" / "eval" / f"step-{step:06d}" / "samples.jsonl")
+                       for step in (0, 1))
         easy = [[s["correct"] for s in samples if s["benchmark"] == "synth-easy"] for samples in (first, last)]
         assert len(easy[0]) == len(easy[1]) == 2 * 2  # the eval stages' problems and samples
         cell = row.split("|")[5].strip()  # synth-easy Pass@1 (first → last; best @ step)

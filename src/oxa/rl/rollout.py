@@ -95,7 +95,8 @@ class RolloutBatch:
         self.completion_ids = [[eos] if pad else r.completion_ids if r else self.completion_ids[i]
                                for (i, r), pad in layout]
         self.completions = ["" if pad else r.completion if r else self.completions[i] for (i, r), pad in layout]
-        self.rewards = torch.stack([nan if pad else r.rewards.to(nan) if r else self.rewards[i] for (i, r), pad in layout])
+        self.rewards = torch.stack([nan if pad else r.rewards.to(nan) if r else self.rewards[i]
+                                    for (i, r), pad in layout])
         self.off_policy = [[False] if pad else r.off_policy if r else on[i] for (i, r), pad in layout]
         self.group_size, self.padding = n + slots, padding
 

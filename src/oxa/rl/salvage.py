@@ -291,9 +291,10 @@ class ScopeTransform:
         else:  # every process lays out the same number of rows, whatever it salvaged
             slots = join_slots(cfg.max_per_group or n, len(failed) // n, trainer.args.steps_per_generation)
             batch.join(placed, n, slots, tok.eos_token_id)
-        metrics.update({"salvage/successes": float(successes), "salvage/success_share": successes / len(chosen)
-                        if chosen else 0.0, **{f"salvage/{key}": float(len(placed)) if placement == cfg.placement else 0.0
-                           for placement, key in PLACED.items()}})
+        metrics.update({"salvage/successes": float(successes),
+                        "salvage/success_share": successes / len(chosen) if chosen else 0.0})
+        metrics.update({f"salvage/{key}": float(len(placed) if placement == cfg.placement else 0)
+                        for placement, key in PLACED.items()})
         self.write_log(trainer, log)
         return metrics
 

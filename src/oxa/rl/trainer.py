@@ -140,9 +140,10 @@ class OxaGRPOTrainer(GRPOTrainer):
     def _log_rollouts(self, batch: RolloutBatch, statuses: Counter[str]) -> None:
         device = self.accelerator.device
         eos = set(self.eos_token_ids)
-        real = gather(torch.tensor([not p for p in batch.padding or [False] * len(batch.completion_ids)], device=device))
-        lengths = gather(torch.tensor([len(c) for c in batch.completion_ids], device=device))[real]
-        truncated = gather(torch.tensor([c[-1] not in eos if c else True for c in batch.completion_ids], device=device))[real]
+        rows = batch.completion_ids
+        real = gather(torch.tensor([not p for p in batch.padding or [False] * len(rows)], device=device))
+        lengths = gather(torch.tensor([len(c) for c in rows], device=device))[real]
+        truncated = gather(torch.tensor([c[-1] not in eos if c else True for c in rows], device=device))[real]
         totals = (self._rollout_rewards * self.reward_weights.to(device)).nansum(dim=1)
         totals[~real] = float("nan")  # padding rows: no rollout (every process holds as many rows)
         extra: dict[str, list[float]] = {}
